@@ -52,6 +52,8 @@ export interface StatementSummary {
   readonly settings: readonly SettingChange[];
   /** For UPDATE/DELETE: whether a WHERE clause is present (approval rules use it). */
   readonly hasWhere?: boolean;
+  /** PREPARE, EXECUTE, DEALLOCATE: the prepared statement's name (EXECUTE is decided by what was prepared under it). */
+  readonly preparedName?: string;
   /** Set when the analyser does not fully understand the statement: the policy must deny, naming this reason. */
   readonly unsupported?: string;
 }

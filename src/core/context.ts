@@ -90,6 +90,11 @@ export interface StatementHook {
 /** Session lifecycle events, for audit. */
 export interface SessionEvents {
   authenticated?(session: SessionContext): Promise<void> | void;
-  authFailed?(info: { user: string; target: string; sourceAddress: string; reason: string }): Promise<void> | void;
+  authFailed?(info: {
+    user: string;
+    target: string;
+    sourceAddress: string;
+    reason: string;
+  }): Promise<void> | void;
   closed?(session: SessionContext, reason: string): Promise<void> | void;
 }

@@ -10,18 +10,54 @@ export interface ErrorSpec {
 }
 
 export const ERRORS = {
-  PROTOCOL_VIOLATION: { sqlstate: '08P01', http: 400, meaning: 'malformed, truncated or oversized protocol message' },
+  PROTOCOL_VIOLATION: {
+    sqlstate: '08P01',
+    http: 400,
+    meaning: 'malformed, truncated or oversized protocol message',
+  },
   CONNECTION_FAILURE: { sqlstate: '08006', http: 502, meaning: 'the upstream connection failed or was lost' },
-  CONNECTION_REFUSED: { sqlstate: '08004', http: 503, meaning: 'the gateway refused to establish the connection' },
-  UPSTREAM_UNAVAILABLE: { sqlstate: '08001', http: 503, meaning: 'the upstream database could not be reached' },
+  CONNECTION_REFUSED: {
+    sqlstate: '08004',
+    http: 503,
+    meaning: 'the gateway refused to establish the connection',
+  },
+  UPSTREAM_UNAVAILABLE: {
+    sqlstate: '08001',
+    http: 503,
+    meaning: 'the upstream database could not be reached',
+  },
   INVALID_PASSWORD: { sqlstate: '28P01', http: 401, meaning: 'authentication failed' },
-  INVALID_AUTHORIZATION: { sqlstate: '28000', http: 401, meaning: 'authorization specification is invalid (e.g. TLS required)' },
-  INVALID_CATALOG: { sqlstate: '3D000', http: 404, meaning: 'the requested database (Warden target) does not exist or is not mapped for this user' },
-  FEATURE_NOT_SUPPORTED: { sqlstate: '0A000', http: 501, meaning: 'a protocol feature Warden does not support' },
+  INVALID_AUTHORIZATION: {
+    sqlstate: '28000',
+    http: 401,
+    meaning: 'authorization specification is invalid (e.g. TLS required)',
+  },
+  INVALID_CATALOG: {
+    sqlstate: '3D000',
+    http: 404,
+    meaning: 'the requested database (Warden target) does not exist or is not mapped for this user',
+  },
+  FEATURE_NOT_SUPPORTED: {
+    sqlstate: '0A000',
+    http: 501,
+    meaning: 'a protocol feature Warden does not support',
+  },
   INSUFFICIENT_PRIVILEGE: { sqlstate: '42501', http: 403, meaning: 'the policy denied the statement' },
-  SYNTAX_ERROR: { sqlstate: '42601', http: 400, meaning: 'the statement could not be parsed; unparsed statements are denied' },
-  APPROVAL_REQUIRED: { sqlstate: 'WA001', http: 202, meaning: 'the statement needs approval; the message names the request' },
-  AUDIT_UNAVAILABLE: { sqlstate: '58030', http: 503, meaning: 'the audit log could not record the statement, so it did not run' },
+  SYNTAX_ERROR: {
+    sqlstate: '42601',
+    http: 400,
+    meaning: 'the statement could not be parsed; unparsed statements are denied',
+  },
+  APPROVAL_REQUIRED: {
+    sqlstate: 'WA001',
+    http: 202,
+    meaning: 'the statement needs approval; the message names the request',
+  },
+  AUDIT_UNAVAILABLE: {
+    sqlstate: '58030',
+    http: 503,
+    meaning: 'the audit log could not record the statement, so it did not run',
+  },
   ADMIN_SHUTDOWN: { sqlstate: '57P01', http: 503, meaning: 'the gateway is shutting down' },
   QUERY_CANCELED: { sqlstate: '57014', http: 499, meaning: 'the statement was canceled' },
   TOO_MANY_CONNECTIONS: { sqlstate: '53300', http: 429, meaning: 'too many connections or attempts' },

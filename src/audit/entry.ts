@@ -1,0 +1,314 @@
+// Audit entries: typed, versioned records and their canonical JSON encoding (the exact bytes that are hashed into the log).
+// Canonical form: RFC 8785 (JCS) restricted to what entries use: sorted keys, no whitespace, UTF-8, integers only.
+// @see https://www.rfc-editor.org/rfc/rfc8785
+import { randomUUID } from 'node:crypto';
+
+export const ENTRY_VERSION = 1;
+/** Entries larger than this are refused (the SQL text is the only large field). */
+export const MAX_ENTRY_BYTES = 8 * 1024 * 1024;
+
+/** An entry that is not canonical or does not match its kind's shape. */
+export class EntryError extends Error {
+  readonly code = 'AUDIT_ENTRY_INVALID';
+  constructor(message: string) {
+    super(message);
+    this.name = 'EntryError';
+  }
+}
+
+export type JsonValue =
+  null | boolean | number | string | readonly JsonValue[] | { readonly [k: string]: JsonValue };
+
+/** Who acted, as recorded (never a secret). */
+export interface PrincipalRecord {
+  readonly name: string;
+  readonly kind: 'human' | 'service';
+  readonly groups: readonly string[];
+}
+
+interface Base<K extends string> {
+  readonly v: 1;
+  readonly kind: K;
+  /** Unique id of this entry (a UUID unless the caller has its own). */
+  readonly id: string;
+  /** RFC 3339 UTC with milliseconds, e.g. 2024-01-02T03:04:05.678Z. */
+  readonly time: string;
+}
+
+export interface SessionOpenEntry extends Base<'session.open'> {
+  readonly sessionId: string;
+  readonly principal: PrincipalRecord;
+  readonly protocol: 'postgres' | 'mysql';
+  readonly target: string;
+  readonly environment: string;
+  readonly sourceAddress: string;
+  readonly tls: boolean;
+  readonly applicationName: string;
+}
+
+export interface SessionCloseEntry extends Base<'session.close'> {
+  readonly sessionId: string;
+  readonly reason: string;
+}
+
+export interface AuthSuccessEntry extends Base<'auth.success'> {
+  readonly sessionId: string;
+  readonly principal: PrincipalRecord;
+  readonly method: string;
+  readonly target: string;
+  readonly sourceAddress: string;
+}
+
+export interface AuthFailureEntry extends Base<'auth.failure'> {
+  /** The user name the client claimed (it did not authenticate). */
+  readonly user: string;
+  readonly target: string;
+  readonly sourceAddress: string;
+  readonly reason: string;
+}
+
+export interface DecisionRecord {
+  readonly effect: 'allow' | 'deny' | 'approval';
+  /** Ids of the policy rules that fired. */
+  readonly rules: readonly string[];
+  readonly reasons: readonly string[];
+}
+
+export interface StatementEntry extends Base<'statement'> {
+  readonly sessionId: string;
+  readonly principal: PrincipalRecord;
+  readonly target: string;
+  /** The SQL text as the client sent it. */
+  readonly text: string;
+  /** Hex SHA-256 of the bound parameters, or null when there are none. */
+  readonly paramsHash: string | null;
+  readonly path: 'simple' | 'parse' | 'mysql-query' | 'mysql-prepare';
+  readonly decision: DecisionRecord;
+  readonly policyVersion: number;
+}
+
+export interface StatementOutcomeEntry extends Base<'statement.outcome'> {
+  /** The `id` of the statement entry this outcome belongs to. */
+  readonly statementId: string;
+  readonly sessionId: string;
+  readonly rows: number;
+  /** SQLSTATE if the statement failed, else null. */
+  readonly sqlstate: string | null;
+  readonly durationMs: number;
+  /** Command tags, e.g. "SELECT 3". */
+  readonly tags: readonly string[];
+}
+
+export interface ApprovalEntry extends Base<`approval.${string}`> {
+  readonly requestId: string;
+  readonly actor: string;
+  readonly data: { readonly [k: string]: JsonValue };
+}
+
+export interface ConfigEntry extends Base<`config.${string}`> {
+  readonly actor: string;
+  readonly data: { readonly [k: string]: JsonValue };
+}
+
+export type AuditEntry =
+  | SessionOpenEntry
+  | SessionCloseEntry
+  | AuthSuccessEntry
+  | AuthFailureEntry
+  | StatementEntry
+  | StatementOutcomeEntry
+  | ApprovalEntry
+  | ConfigEntry;
+
+/** The fields a caller supplies; `v`, `id` and `time` are filled in by `makeEntry`. */
+export type EntryInput<E extends AuditEntry = AuditEntry> = E extends AuditEntry
+  ? Omit<E, 'v' | 'id' | 'time'> & { readonly id?: string; readonly time?: Date }
+  : never;
+
+/** Builds an entry with version, a fresh id and the current time (ms precision, UTC). */
+export function makeEntry<E extends AuditEntry>(input: EntryInput<E>): E {
+  const { id, time, ...rest } = input;
+  return {
+    ...rest,
+    v: ENTRY_VERSION,
+    id: id ?? randomUUID(),
+    time: (time ?? new Date()).toISOString(),
+  } as unknown as E;
+}
+
+// ---- canonical JSON ----
+
+function canon(v: unknown, path: string): string {
+  if (v === null) return 'null';
+  switch (typeof v) {
+    case 'boolean':
+      return v ? 'true' : 'false';
+    case 'number':
+      // INVARIANT: only safe integers; floats, NaN and infinities have no single canonical form here.
+      if (!Number.isSafeInteger(v)) throw new EntryError(`${path} is not a safe integer`);
+      return Object.is(v, -0) ? '0' : String(v);
+    case 'string':
+      return JSON.stringify(v);
+    case 'object': {
+      if (Array.isArray(v)) return `[${v.map((x, i) => canon(x, `${path}[${i}]`)).join(',')}]`;
+      const proto = Object.getPrototypeOf(v) as unknown;
+      if (proto !== Object.prototype && proto !== null) throw new EntryError(`${path} is not a plain object`);
+      const keys = Object.keys(v).sort();
+      const parts: string[] = [];
+      for (const k of keys) {
+        parts.push(`${JSON.stringify(k)}:${canon((v as Record<string, unknown>)[k], `${path}.${k}`)}`);
+      }
+      return `{${parts.join(',')}}`;
+    }
+    default:
+      throw new EntryError(`${path} has unsupported type ${typeof v}`);
+  }
+}
+
+/** Canonical JSON bytes of any JSON value (sorted keys, no whitespace, integers only). */
+export function canonicalJson(value: unknown): Uint8Array {
+  return Buffer.from(canon(value, '$'), 'utf8');
+}
+
+// ---- shapes ----
+
+type FieldType = 'string' | 'int' | 'bool' | 'strings' | 'principal' | 'decision' | 'object' | 'string|null';
+type Shape = Readonly<Record<string, FieldType>>;
+
+const SHAPES: Readonly<Record<string, Shape>> = {
+  'session.open': {
+    sessionId: 'string',
+    principal: 'principal',
+    protocol: 'string',
+    target: 'string',
+    environment: 'string',
+    sourceAddress: 'string',
+    tls: 'bool',
+    applicationName: 'string',
+  },
+  'session.close': { sessionId: 'string', reason: 'string' },
+  'auth.success': {
+    sessionId: 'string',
+    principal: 'principal',
+    method: 'string',
+    target: 'string',
+    sourceAddress: 'string',
+  },
+  'auth.failure': { user: 'string', target: 'string', sourceAddress: 'string', reason: 'string' },
+  statement: {
+    sessionId: 'string',
+    principal: 'principal',
+    target: 'string',
+    text: 'string',
+    paramsHash: 'string|null',
+    path: 'string',
+    decision: 'decision',
+    policyVersion: 'int',
+  },
+  'statement.outcome': {
+    statementId: 'string',
+    sessionId: 'string',
+    rows: 'int',
+    sqlstate: 'string|null',
+    durationMs: 'int',
+    tags: 'strings',
+  },
+  approval: { requestId: 'string', actor: 'string', data: 'object' },
+  config: { actor: 'string', data: 'object' },
+};
+
+const ENUMS: Readonly<Record<string, readonly string[]>> = {
+  protocol: ['postgres', 'mysql'],
+  path: ['simple', 'parse', 'mysql-query', 'mysql-prepare'],
+};
+
+const isObj = (v: unknown): v is Record<string, unknown> =>
+  typeof v === 'object' && v !== null && !Array.isArray(v);
+const isStrings = (v: unknown): boolean => Array.isArray(v) && v.every((x) => typeof x === 'string');
+
+function checkField(t: FieldType, v: unknown): boolean {
+  switch (t) {
+    case 'string':
+      return typeof v === 'string';
+    case 'string|null':
+      return v === null || typeof v === 'string';
+    case 'int':
+      return Number.isSafeInteger(v) && (v as number) >= 0;
+    case 'bool':
+      return typeof v === 'boolean';
+    case 'strings':
+      return isStrings(v);
+    case 'object':
+      return isObj(v);
+    case 'principal':
+      return (
+        isObj(v) &&
+        Object.keys(v).length === 3 &&
+        typeof v.name === 'string' &&
+        (v.kind === 'human' || v.kind === 'service') &&
+        isStrings(v.groups)
+      );
+    case 'decision':
+      return (
+        isObj(v) &&
+        Object.keys(v).length === 3 &&
+        (v.effect === 'allow' || v.effect === 'deny' || v.effect === 'approval') &&
+        isStrings(v.rules) &&
+        isStrings(v.reasons)
+      );
+  }
+}
+
+const TIME_RE = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$/;
+
+function shapeOf(kind: string): Shape | undefined {
+  if (/^approval\.[a-z][a-z0-9-]*$/.test(kind)) return SHAPES.approval;
+  if (/^config\.[a-z][a-z0-9-]*$/.test(kind)) return SHAPES.config;
+  return Object.hasOwn(SHAPES, kind) && kind !== 'approval' && kind !== 'config' ? SHAPES[kind] : undefined;
+}
+
+/** Checks an entry's version, base fields and the exact field set of its kind. Throws EntryError. */
+export function validateEntry(e: unknown): asserts e is AuditEntry {
+  if (!isObj(e)) throw new EntryError('entry is not an object');
+  if (e.v !== ENTRY_VERSION) throw new EntryError(`unsupported entry version ${String(e.v)}`);
+  if (typeof e.kind !== 'string') throw new EntryError('entry kind is missing');
+  const shape = shapeOf(e.kind);
+  if (shape === undefined) throw new EntryError(`unknown entry kind ${e.kind}`);
+  if (typeof e.id !== 'string' || e.id.length === 0 || e.id.length > 200)
+    throw new EntryError('entry id is invalid');
+  if (typeof e.time !== 'string' || !TIME_RE.test(e.time) || new Date(e.time).toISOString() !== e.time) {
+    throw new EntryError('entry time is not RFC 3339 UTC with milliseconds');
+  }
+  const allowed = new Set(['v', 'kind', 'id', 'time', ...Object.keys(shape)]);
+  for (const k of Object.keys(e))
+    if (!allowed.has(k)) throw new EntryError(`unexpected field ${k} in ${e.kind}`);
+  for (const [k, t] of Object.entries(shape)) {
+    if (!checkField(t, e[k])) throw new EntryError(`field ${k} of ${e.kind} is missing or not a ${t}`);
+    const en = ENUMS[k];
+    if (en !== undefined && !en.includes(e[k] as string))
+      throw new EntryError(`field ${k} has an unknown value`);
+  }
+}
+
+/** The canonical bytes of an entry (validated first). Same entry, same bytes. */
+export function encodeEntry(entry: AuditEntry): Uint8Array {
+  validateEntry(entry);
+  const bytes = canonicalJson(entry);
+  if (bytes.length > MAX_ENTRY_BYTES) throw new EntryError('entry is too large');
+  return bytes;
+}
+
+/** Decodes entry bytes strictly: valid UTF-8 and JSON, a valid entry, and re-encoding gives the same bytes. */
+export function decodeEntry(bytes: Uint8Array): AuditEntry {
+  if (bytes.length > MAX_ENTRY_BYTES) throw new EntryError('entry is too large');
+  let value: unknown;
+  try {
+    value = JSON.parse(new TextDecoder('utf-8', { fatal: true, ignoreBOM: true }).decode(bytes));
+  } catch (e) {
+    throw new EntryError(`entry is not UTF-8 JSON: ${(e as Error).message}`);
+  }
+  validateEntry(value);
+  const again = canonicalJson(value);
+  if (!Buffer.from(again).equals(bytes)) throw new EntryError('entry bytes are not canonical');
+  return value;
+}

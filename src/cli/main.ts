@@ -1,0 +1,101 @@
+#!/usr/bin/env node
+// The `warden` command: dispatches subcommands (demo, serve, passwd, ...).
+
+import { parseArgs } from 'node:util';
+import { readFileSync } from 'node:fs';
+import { isWardenError } from '../core/errors.js';
+
+type Command = (argv: string[]) => Promise<number>;
+
+const commands: Record<string, { about: string; run: Command }> = {
+  demo: {
+    about: 'start the embedded demo (PGlite + sample data + Warden on 127.0.0.1:15432)',
+    run: async (argv) => {
+      const { values } = parseArgs({
+        args: argv,
+        options: { dir: { type: 'string' }, port: { type: 'string' }, host: { type: 'string' } },
+      });
+      const { startDemo } = await import('../demo/demo.js');
+      const demo = await startDemo({
+        ...(values.dir !== undefined ? { dir: values.dir } : {}),
+        ...(values.port !== undefined ? { port: Number(values.port) } : {}),
+        ...(values.host !== undefined ? { host: values.host } : {}),
+      });
+      await waitForSignal();
+      await demo.stop();
+      return 0;
+    },
+  },
+  serve: {
+    about: 'run the gateway: warden serve --config warden.yaml',
+    run: async (argv) => {
+      const { values } = parseArgs({
+        args: argv,
+        options: { config: { type: 'string', short: 'c' }, 'drain-ms': { type: 'string' } },
+      });
+      if (values.config === undefined) throw new Error('--config is required');
+      const { loadGatewayConfig } = await import('../config/gateway-config.js');
+      const { startGateway } = await import('../main.js');
+      const gw = await startGateway(loadGatewayConfig(values.config));
+      console.log(
+        JSON.stringify({ level: 'info', msg: 'warden listening', host: gw.pg.host, port: gw.pg.port }),
+      );
+      await waitForSignal();
+      await gw.close(Number(values['drain-ms'] ?? 10_000));
+      return 0;
+    },
+  },
+  passwd: {
+    about:
+      'print a SCRAM-SHA-256 verifier for a password read from standard input (never echoed, never stored)',
+    run: async () => {
+      const { createVerifier } = await import('../identity/scram.js');
+      const password = readFileSync(0, 'utf8').replace(/\r?\n$/, '');
+      if (password === '') throw new Error('empty password on standard input');
+      console.log(createVerifier(password));
+      return 0;
+    },
+  },
+};
+
+function waitForSignal(): Promise<void> {
+  return new Promise((resolve) => {
+    const done = (): void => {
+      process.off('SIGINT', done);
+      process.off('SIGTERM', done);
+      resolve();
+    };
+    process.on('SIGINT', done);
+    process.on('SIGTERM', done);
+  });
+}
+
+function usage(): void {
+  console.log('usage: warden <command> [options]\n\ncommands:');
+  for (const [name, c] of Object.entries(commands)) console.log(`  ${name.padEnd(10)} ${c.about}`);
+}
+
+async function main(argv: string[]): Promise<number> {
+  const [name, ...rest] = argv;
+  if (name === undefined || name === 'help' || name === '--help' || name === '-h') {
+    usage();
+    return name === undefined ? 2 : 0;
+  }
+  const cmd = commands[name];
+  if (!cmd) {
+    console.error(`warden: unknown command "${name}"`);
+    usage();
+    return 2;
+  }
+  return cmd.run(rest);
+}
+
+main(process.argv.slice(2)).then(
+  (code) => process.exit(code),
+  (e: unknown) => {
+    console.error(
+      `warden: ${isWardenError(e) ? `${e.message} (${e.code})` : e instanceof Error ? e.message : String(e)}`,
+    );
+    process.exit(1);
+  },
+);

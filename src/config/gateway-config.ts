@@ -1,0 +1,271 @@
+// The gateway configuration: listeners, TLS, limits, users (SCRAM verifiers only) and targets; validated strictly, secrets resolved at load.
+
+import { readFileSync } from 'node:fs';
+import { dirname, resolve } from 'node:path';
+import { Ajv, type ErrorObject } from 'ajv';
+import YAML from 'yaml';
+import { WardenError } from '../core/errors.js';
+import type { PrincipalKind } from '../core/context.js';
+import type { UpstreamTlsMode } from '../upstream/pg-connect.js';
+import { readSecret } from '../core/secrets.js';
+import { parseVerifier, type ParsedVerifier } from '../identity/scram.js';
+
+export interface UserConfig {
+  readonly name: string;
+  readonly kind: PrincipalKind;
+  readonly groups: readonly string[];
+  readonly attributes: Readonly<Record<string, string>>;
+  /** PostgreSQL-format SCRAM-SHA-256 verifier; the password itself is never stored. */
+  readonly verifier: ParsedVerifier;
+  /** Target name → name of one of that target's upstream logins. */
+  readonly logins: Readonly<Record<string, string>>;
+}
+
+export interface LoginConfig {
+  readonly user: string;
+  /** Resolved from a file or an environment variable; undefined means trust auth upstream. */
+  readonly password?: string;
+}
+
+export type PolicyConfig =
+  { readonly kind: 'allow_all' } | { readonly kind: 'folder'; readonly path: string };
+
+export interface TargetConfig {
+  readonly name: string;
+  readonly host: string;
+  readonly port: number;
+  readonly database: string;
+  readonly environment: string;
+  readonly tls: { readonly mode: UpstreamTlsMode; readonly caFile?: string; readonly serverName?: string };
+  readonly searchPath: readonly string[];
+  readonly logins: ReadonlyMap<string, LoginConfig>;
+  readonly policy: PolicyConfig;
+}
+
+export interface GatewayConfig {
+  readonly listen: { readonly host: string; readonly port: number };
+  readonly tls?: { readonly certFile: string; readonly keyFile: string; readonly required: boolean };
+  readonly limits: {
+    readonly maxMessageBytes: number;
+    readonly startupTimeoutMs: number;
+    readonly maxConnections: number;
+  };
+  readonly stateDir: string;
+  readonly users: ReadonlyMap<string, UserConfig>;
+  readonly targets: ReadonlyMap<string, TargetConfig>;
+}
+
+const identifier = { type: 'string', pattern: '^[A-Za-z_][A-Za-z0-9_.-]{0,62}$' } as const;
+
+/** JSON Schema of the configuration file (snake_case keys, as written in YAML). */
+export const gatewayConfigSchema = {
+  type: 'object',
+  additionalProperties: false,
+  required: ['targets', 'users'],
+  properties: {
+    listen: {
+      type: 'object',
+      additionalProperties: false,
+      properties: { host: { type: 'string' }, port: { type: 'integer', minimum: 0, maximum: 65535 } },
+    },
+    tls: {
+      type: 'object',
+      additionalProperties: false,
+      required: ['cert_file', 'key_file'],
+      properties: {
+        cert_file: { type: 'string' },
+        key_file: { type: 'string' },
+        required: { type: 'boolean' },
+      },
+    },
+    limits: {
+      type: 'object',
+      additionalProperties: false,
+      properties: {
+        max_message_bytes: { type: 'integer', minimum: 1024, maximum: 1073741824 },
+        startup_timeout_ms: { type: 'integer', minimum: 100, maximum: 600000 },
+        max_connections: { type: 'integer', minimum: 1, maximum: 100000 },
+      },
+    },
+    state_dir: { type: 'string' },
+    users: {
+      type: 'array',
+      items: {
+        type: 'object',
+        additionalProperties: false,
+        required: ['name', 'kind', 'scram_verifier'],
+        properties: {
+          name: identifier,
+          kind: { enum: ['human', 'service'] },
+          groups: { type: 'array', items: identifier },
+          attributes: { type: 'object', additionalProperties: { type: 'string' } },
+          scram_verifier: { type: 'string' },
+          logins: { type: 'object', additionalProperties: identifier },
+        },
+      },
+    },
+    targets: {
+      type: 'array',
+      minItems: 1,
+      items: {
+        type: 'object',
+        additionalProperties: false,
+        required: ['name', 'host', 'port', 'database', 'logins', 'policy'],
+        properties: {
+          name: identifier,
+          host: { type: 'string', minLength: 1 },
+          port: { type: 'integer', minimum: 1, maximum: 65535 },
+          database: { type: 'string', minLength: 1 },
+          environment: identifier,
+          tls: {
+            type: 'object',
+            additionalProperties: false,
+            required: ['mode'],
+            properties: {
+              mode: { enum: ['disable', 'require', 'verify-ca', 'verify-full'] },
+              ca_file: { type: 'string' },
+              server_name: { type: 'string' },
+            },
+          },
+          search_path: { type: 'array', items: identifier, minItems: 1 },
+          logins: {
+            type: 'object',
+            minProperties: 1,
+            additionalProperties: {
+              type: 'object',
+              additionalProperties: false,
+              required: ['user'],
+              properties: {
+                user: { type: 'string', minLength: 1 },
+                password_file: { type: 'string' },
+                password_env: { type: 'string' },
+              },
+            },
+          },
+          policy: {
+            oneOf: [
+              { const: 'allow_all' },
+              {
+                type: 'object',
+                additionalProperties: false,
+                required: ['folder'],
+                properties: { folder: { type: 'string' } },
+              },
+            ],
+          },
+        },
+      },
+    },
+  },
+} as const;
+
+const ajv = new Ajv({ allErrors: true, strict: true });
+const validate = ajv.compile(gatewayConfigSchema);
+
+function describe(errors: ErrorObject[] | null | undefined): string {
+  return (errors ?? []).map((e) => `${e.instancePath || '/'} ${e.message ?? 'is invalid'}`).join('; ');
+}
+
+/* eslint-disable @typescript-eslint/no-explicit-any -- raw YAML is validated by the schema above before use */
+/** Builds a GatewayConfig from a raw object (as parsed from YAML). Relative paths resolve against `baseDir`. */
+export function buildGatewayConfig(raw: unknown, baseDir: string): GatewayConfig {
+  if (!validate(raw))
+    throw new WardenError('CONFIG_INVALID', `invalid configuration: ${describe(validate.errors)}`);
+  const r = raw as any;
+  const path = (p: string): string => resolve(baseDir, p);
+  const targets = new Map<string, TargetConfig>();
+  for (const t of r.targets) {
+    if (targets.has(t.name)) throw new WardenError('CONFIG_INVALID', `duplicate target "${t.name}"`);
+    const logins = new Map<string, LoginConfig>();
+    for (const [name, l] of Object.entries<any>(t.logins)) {
+      if (l.password_file !== undefined && l.password_env !== undefined) {
+        throw new WardenError(
+          'CONFIG_INVALID',
+          `target "${t.name}" login "${name}": give password_file or password_env, not both`,
+        );
+      }
+      const spec: { file?: string; env?: string } = {};
+      if (l.password_file !== undefined) spec.file = path(l.password_file);
+      if (l.password_env !== undefined) spec.env = l.password_env;
+      const login: LoginConfig =
+        spec.file !== undefined || spec.env !== undefined
+          ? { user: l.user, password: readSecret(spec, `password of login "${name}" on target "${t.name}"`) }
+          : { user: l.user };
+      logins.set(name, login);
+    }
+    const tls = t.tls ?? { mode: 'disable' };
+    targets.set(t.name, {
+      name: t.name,
+      host: t.host,
+      port: t.port,
+      database: t.database,
+      environment: t.environment ?? 'default',
+      tls: {
+        mode: tls.mode,
+        ...(tls.ca_file !== undefined ? { caFile: path(tls.ca_file) } : {}),
+        ...(tls.server_name !== undefined ? { serverName: tls.server_name } : {}),
+      },
+      searchPath: t.search_path ?? ['public'],
+      logins,
+      policy:
+        t.policy === 'allow_all' ? { kind: 'allow_all' } : { kind: 'folder', path: path(t.policy.folder) },
+    });
+  }
+  const users = new Map<string, UserConfig>();
+  for (const u of r.users) {
+    if (users.has(u.name)) throw new WardenError('CONFIG_INVALID', `duplicate user "${u.name}"`);
+    for (const [target, login] of Object.entries<string>(u.logins ?? {})) {
+      const t = targets.get(target);
+      if (!t) throw new WardenError('CONFIG_INVALID', `user "${u.name}" maps unknown target "${target}"`);
+      if (!t.logins.has(login)) {
+        throw new WardenError(
+          'CONFIG_INVALID',
+          `user "${u.name}" maps unknown login "${login}" on target "${target}"`,
+        );
+      }
+    }
+    let verifier: ParsedVerifier;
+    try {
+      verifier = parseVerifier(u.scram_verifier);
+    } catch (e) {
+      throw new WardenError('CONFIG_INVALID', `user "${u.name}": invalid scram_verifier`, { cause: e });
+    }
+    users.set(u.name, {
+      name: u.name,
+      kind: u.kind,
+      groups: u.groups ?? [],
+      attributes: u.attributes ?? {},
+      verifier,
+      logins: u.logins ?? {},
+    });
+  }
+  const tls = r.tls
+    ? { certFile: path(r.tls.cert_file), keyFile: path(r.tls.key_file), required: r.tls.required ?? false }
+    : undefined;
+  return {
+    listen: { host: r.listen?.host ?? '127.0.0.1', port: r.listen?.port ?? 15432 },
+    ...(tls ? { tls } : {}),
+    limits: {
+      maxMessageBytes: r.limits?.max_message_bytes ?? 1024 * 1024,
+      startupTimeoutMs: r.limits?.startup_timeout_ms ?? 10_000,
+      maxConnections: r.limits?.max_connections ?? 2000,
+    },
+    stateDir: path(r.state_dir ?? '.warden'),
+    users,
+    targets,
+  };
+}
+/* eslint-enable @typescript-eslint/no-explicit-any */
+
+/** Loads and validates a YAML configuration file. */
+export function loadGatewayConfig(file: string): GatewayConfig {
+  let raw: unknown;
+  try {
+    raw = YAML.parse(readFileSync(file, 'utf8'));
+  } catch (e) {
+    throw new WardenError('CONFIG_INVALID', `cannot read configuration ${file}: ${(e as Error).message}`, {
+      cause: e,
+    });
+  }
+  return buildGatewayConfig(raw, dirname(resolve(file)));
+}

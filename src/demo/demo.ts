@@ -1,0 +1,127 @@
+// `warden demo`: an embedded PostgreSQL (PGlite over its socket server) with sample data, sample users, and Warden in front.
+
+import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { randomBytes } from 'node:crypto';
+import YAML from 'yaml';
+import { PGlite } from '@electric-sql/pglite';
+import { PGLiteSocketServer } from '@electric-sql/pglite-socket';
+import { createVerifier } from '../identity/scram.js';
+import { loadGatewayConfig } from '../config/gateway-config.js';
+import { startGateway, type Gateway } from '../main.js';
+import { DEMO_DATA_SQL, DEMO_SCHEMA_SQL, DEMO_USERS } from './sample-data.js';
+
+export interface DemoOptions {
+  readonly dir?: string;
+  readonly port?: number;
+  readonly host?: string;
+  readonly log?: (line: string) => void;
+}
+
+export interface Demo {
+  readonly gateway: Gateway;
+  readonly dir: string;
+  readonly port: number;
+  readonly passwords: Readonly<Record<string, string>>;
+  stop(): Promise<void>;
+}
+
+interface DemoState {
+  readonly passwords: Record<string, string>;
+}
+
+/** Creates the demo's state on first run; later runs reuse it (same passwords, same data). */
+function loadOrCreateState(dir: string): DemoState {
+  const file = join(dir, 'credentials.json');
+  if (existsSync(file)) return JSON.parse(readFileSync(file, 'utf8')) as DemoState;
+  const passwords: Record<string, string> = {};
+  for (const u of DEMO_USERS) passwords[u.name] = `${u.name}-${randomBytes(6).toString('hex')}`;
+  const state: DemoState = { passwords };
+  writeFileSync(file, JSON.stringify(state, null, 2) + '\n', { mode: 0o600 });
+  return state;
+}
+
+function writeConfig(
+  dir: string,
+  state: DemoState,
+  upstreamPort: number,
+  host: string,
+  port: number,
+): string {
+  const file = join(dir, 'warden.yaml');
+  // Verifiers are kept across runs so the file is stable; only the embedded server's port may change.
+  let verifiers: Record<string, string> = {};
+  if (existsSync(file)) {
+    const old = YAML.parse(readFileSync(file, 'utf8')) as {
+      users?: { name: string; scram_verifier: string }[];
+    };
+    verifiers = Object.fromEntries((old.users ?? []).map((u) => [u.name, u.scram_verifier]));
+  }
+  const config = {
+    listen: { host, port },
+    state_dir: '.',
+    users: DEMO_USERS.map((u) => ({
+      name: u.name,
+      kind: u.kind,
+      groups: [...u.groups],
+      attributes: { tenant: '1' },
+      scram_verifier: verifiers[u.name] ?? createVerifier(state.passwords[u.name] as string),
+      logins: { demo: 'app' },
+    })),
+    targets: [
+      {
+        name: 'demo',
+        host: '127.0.0.1',
+        port: upstreamPort,
+        database: 'postgres',
+        environment: 'demo',
+        logins: { app: { user: 'postgres' } },
+        policy: 'allow_all',
+      },
+    ],
+  };
+  writeFileSync(file, `# Warden demo configuration (generated; edit freely).\n${YAML.stringify(config)}`, {
+    mode: 0o600,
+  });
+  chmodSync(file, 0o600);
+  return file;
+}
+
+export async function startDemo(opts: DemoOptions = {}): Promise<Demo> {
+  const log = opts.log ?? ((l: string) => console.log(l));
+  const dir = resolve(opts.dir ?? '.warden-demo');
+  mkdirSync(dir, { recursive: true, mode: 0o700 });
+  const state = loadOrCreateState(dir);
+  const db = await PGlite.create({ dataDir: join(dir, 'pgdata') });
+  await db.exec(DEMO_SCHEMA_SQL);
+  await db.exec(DEMO_DATA_SQL);
+  const socketServer = new PGLiteSocketServer({ db, host: '127.0.0.1', port: 0, maxConnections: 64 });
+  await socketServer.start();
+  const upstreamPort = Number(/:(\d+)$/.exec(socketServer.getServerConn())?.[1] ?? NaN);
+  if (!Number.isInteger(upstreamPort)) throw new Error('cannot determine the embedded database port');
+  const host = opts.host ?? '127.0.0.1';
+  const port = opts.port ?? 15432;
+  const configFile = writeConfig(dir, state, upstreamPort, host, port);
+  const config = loadGatewayConfig(configFile);
+  const gateway = await startGateway(config);
+  const p = gateway.pg.port;
+  log(`Warden demo is running (state in ${dir}).`);
+  log(`Embedded PostgreSQL (PGlite) on 127.0.0.1:${upstreamPort}; Warden on ${host}:${p}.`);
+  log('Connect through Warden as one of the sample users:');
+  for (const u of DEMO_USERS) {
+    log(`  ${u.name.padEnd(6)} (${u.about})`);
+    log(`    psql "postgresql://${u.name}:${state.passwords[u.name]}@${host}:${p}/demo"`);
+  }
+  log('Press Ctrl-C to stop.');
+  return {
+    gateway,
+    dir,
+    port: p,
+    passwords: state.passwords,
+    async stop() {
+      await gateway.close(2000);
+      await socketServer.stop();
+      await db.close();
+    },
+  };
+}
