@@ -458,6 +458,7 @@ describe('gateway end to end (SCRAM upstream)', () => {
 
   it('disconnects a client that stays silent during startup', async () => {
     const s = net.connect({ host: '127.0.0.1', port: gw.port });
+    s.resume(); // read (and discard) what the gateway sends, so its FIN is seen
     const started = Date.now();
     await new Promise<void>((resolve) => s.on('close', () => resolve()));
     const took = Date.now() - started;
