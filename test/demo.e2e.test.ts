@@ -17,7 +17,10 @@ describe('warden demo', () => {
       const passwords = { ...demo.passwords };
       const alice = lines.find((l) => l.includes('postgresql://alice:'));
       assert.ok(alice, `no psql line for alice in:\n${lines.join('\n')}`);
-      assert.match(alice, new RegExp(`psql "postgresql://alice:${passwords['alice']}@127\\.0\\.0\\.1:${demo.port}/demo"`));
+      assert.match(
+        alice,
+        new RegExp(`psql "postgresql://alice:${passwords['alice']}@127\\.0\\.0\\.1:${demo.port}/demo"`),
+      );
       const r = await runPsql({
         host: '127.0.0.1',
         port: demo.port,
@@ -28,7 +31,14 @@ describe('warden demo', () => {
       });
       assert.equal(r.code, 0, r.stderr);
       assert.equal(r.stdout.trim(), '5');
-      const wrong = await runPsql({ host: '127.0.0.1', port: demo.port, user: 'alice', password: 'wrong', database: 'demo', args: ['-c', 'SELECT 1'] });
+      const wrong = await runPsql({
+        host: '127.0.0.1',
+        port: demo.port,
+        user: 'alice',
+        password: 'wrong',
+        database: 'demo',
+        args: ['-c', 'SELECT 1'],
+      });
       assert.notEqual(wrong.code, 0);
       await demo.stop();
       assert.ok(existsSync(join(dir, 'pgdata')));

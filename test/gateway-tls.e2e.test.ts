@@ -65,7 +65,7 @@ describe('TLS on both sides', () => {
       database: 'main',
       sslmode: 'verify-full',
       sslrootcert: pki.caCert,
-      args: ['-At', '-c', "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid(); SHOW ssl"],
+      args: ['-At', '-c', 'SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid(); SHOW ssl'],
     });
     assert.equal(r.code, 0, r.stderr);
     assert.deepEqual(r.stdout.trim().split('\n'), ['t', 'on']);
@@ -83,22 +83,55 @@ describe('TLS on both sides', () => {
   });
 
   it('still allows plaintext when TLS is offered but not required', async () => {
-    const r = await runPsql({ host: '127.0.0.1', port: gw.port, user: 'alice', password: ALICE, database: 'main', sslmode: 'disable', args: ['-At', '-c', 'SELECT 1'] });
+    const r = await runPsql({
+      host: '127.0.0.1',
+      port: gw.port,
+      user: 'alice',
+      password: ALICE,
+      database: 'main',
+      sslmode: 'disable',
+      args: ['-At', '-c', 'SELECT 1'],
+    });
     assert.equal(r.code, 0, r.stderr);
   });
 
   it('refuses plaintext with 28000 when the configuration requires TLS', async () => {
-    const plain = await runPsql({ host: '127.0.0.1', port: strict.port, user: 'alice', password: ALICE, database: 'main', sslmode: 'disable', args: ['-c', 'SELECT 1'] });
+    const plain = await runPsql({
+      host: '127.0.0.1',
+      port: strict.port,
+      user: 'alice',
+      password: ALICE,
+      database: 'main',
+      sslmode: 'disable',
+      args: ['-c', 'SELECT 1'],
+    });
     assert.notEqual(plain.code, 0);
     assert.match(plain.stderr, /requires TLS/);
-    const tls = await runPsql({ host: 'localhost', port: strict.port, user: 'alice', password: ALICE, database: 'main', sslmode: 'verify-full', sslrootcert: pki.caCert, args: ['-At', '-c', 'SELECT 1'] });
+    const tls = await runPsql({
+      host: 'localhost',
+      port: strict.port,
+      user: 'alice',
+      password: ALICE,
+      database: 'main',
+      sslmode: 'verify-full',
+      sslrootcert: pki.caCert,
+      args: ['-At', '-c', 'SELECT 1'],
+    });
     assert.equal(tls.code, 0, tls.stderr);
   });
 
   it('refuses an upstream whose certificate does not verify against the configured CA', async () => {
     const other = await makeTestPki(join(dir, 'other'));
     const bad = await startTestGateway({
-      targets: [{ port: upstream.port, database: 'appdb', user: 'app', password: UP, tls: { mode: 'verify-full', ca_file: other.caCert, server_name: 'localhost' } }],
+      targets: [
+        {
+          port: upstream.port,
+          database: 'appdb',
+          user: 'app',
+          password: UP,
+          tls: { mode: 'verify-full', ca_file: other.caCert, server_name: 'localhost' },
+        },
+      ],
       users: [{ name: 'alice', password: ALICE }],
     });
     try {
@@ -117,9 +150,20 @@ describe('TLS on both sides', () => {
 describe('upstream login methods', () => {
   for (const auth of ['md5', 'trust'] as const) {
     it(`authenticates upstream with ${auth}`, async () => {
-      const upstream = await startPostgres({ auth, users: [{ name: 'app', password: UP }], databases: [{ name: 'appdb', owner: 'app' }] });
+      const upstream = await startPostgres({
+        auth,
+        users: [{ name: 'app', password: UP }],
+        databases: [{ name: 'appdb', owner: 'app' }],
+      });
       const gw = await startTestGateway({
-        targets: [{ port: upstream.port, database: 'appdb', user: 'app', ...(auth === 'md5' ? { password: UP } : {}) }],
+        targets: [
+          {
+            port: upstream.port,
+            database: 'appdb',
+            user: 'app',
+            ...(auth === 'md5' ? { password: UP } : {}),
+          },
+        ],
         users: [{ name: 'alice', password: ALICE }],
       });
       try {
@@ -135,7 +179,11 @@ describe('upstream login methods', () => {
   }
 
   it('reports a wrong upstream secret without revealing it', async () => {
-    const upstream = await startPostgres({ auth: 'scram', users: [{ name: 'app', password: UP }], databases: [{ name: 'appdb', owner: 'app' }] });
+    const upstream = await startPostgres({
+      auth: 'scram',
+      users: [{ name: 'app', password: UP }],
+      databases: [{ name: 'appdb', owner: 'app' }],
+    });
     const gw = await startTestGateway({
       targets: [{ port: upstream.port, database: 'appdb', user: 'app', password: 'not-the-secret' }],
       users: [{ name: 'alice', password: ALICE }],

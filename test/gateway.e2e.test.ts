@@ -456,6 +456,56 @@ describe('gateway end to end (SCRAM upstream)', () => {
     await other.end();
   });
 
+  it('declines SSLRequest without a certificate and GSSENCRequest, then continues in plaintext', async () => {
+    for (const code of [80877103, 80877104]) {
+      const s = net.connect({ host: '127.0.0.1', port: gw.port });
+      const answer = await new Promise<Buffer>((resolve, reject) => {
+        s.once('data', resolve);
+        s.once('error', reject);
+        s.write(frame(null, new BodyBuilder().int32(code).build()));
+      });
+      assert.equal(answer.toString(), 'N');
+      s.destroy();
+    }
+  });
+
+  it('relays NoticeResponse, ParameterStatus and ErrorResponse fields', async () => {
+    const c = await gw.connect('alice', ALICE);
+    const notices: string[] = [];
+    c.on('notice', (n) => notices.push(n.message ?? ''));
+    try {
+      await c.query("DO $$ BEGIN RAISE NOTICE 'hello from upstream'; END $$");
+      assert.deepEqual(notices, ['hello from upstream']);
+      await assert.rejects(c.query("INSERT INTO items VALUES (1, 'dup')"), (e: pg.DatabaseError) => {
+        assert.equal(e.code, '23505');
+        assert.match(e.detail ?? '', /Key \(id\)=\(1\) already exists/);
+        assert.equal(e.constraint, 'items_pkey');
+        return true;
+      });
+      await c.query("SET application_name = 'renamed'");
+      const r = await c.query('SHOW application_name');
+      assert.equal(r.rows[0]?.application_name, 'renamed');
+    } finally {
+      await c.end();
+    }
+  });
+
+  it('slows down repeated failed logins', async () => {
+    const attempt = async (): Promise<number> => {
+      const t = Date.now();
+      const c = new pg.Client(gw.clientConfig('bob', 'wrong-password'));
+      await assert.rejects(c.connect(), { code: '28P01' });
+      return Date.now() - t;
+    };
+    const times: number[] = [];
+    for (let i = 0; i < 6; i++) times.push(await attempt());
+    assert.ok(
+      (times[5] as number) >= 400,
+      `sixth failure answered after ${times[5]} ms: ${times.join(', ')}`,
+    );
+    assert.ok((times[5] as number) > (times[0] as number) + 300);
+  });
+
   it('disconnects a client that stays silent during startup', async () => {
     const s = net.connect({ host: '127.0.0.1', port: gw.port });
     s.resume(); // read (and discard) what the gateway sends, so its FIN is seen

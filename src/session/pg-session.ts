@@ -313,6 +313,10 @@ export class PgSession {
     }
     const result = this.scram.clientFinal(f.body.toString('utf8'));
     this.phase = 'connecting'; // further client bytes are queued until the verdict
+    // The client has said all it has to say; what follows is bounded by the throttle cap and the upstream
+    // connect timeout, so the silent-client timer must not cut a deliberately slowed answer short.
+    if (this.startupTimer) clearTimeout(this.startupTimer);
+    this.startupTimer = null;
     const delay = this.deps.throttle.delayMs(this.sourceAddress, this.user);
     const finish = (): void => {
       if (this.phase === 'closed') return;
