@@ -532,7 +532,10 @@ export class PgSession {
   ): Promise<void> {
     const ctx = this.context as SessionContext;
     const hook = this.hook as StatementHook;
-    const abort = new AbortController();
+    // The abort signal is only needed by hooks that hold; create it on first use (it is not free).
+    let abort: AbortController | null = null;
+    const controller = (): AbortController => (abort ??= new AbortController());
+    const aborted = (): boolean => abort?.signal.aborted === true;
     const request: StatementRequest = {
       session: ctx,
       sql,
@@ -542,7 +545,9 @@ export class PgSession {
       receivedAt: new Date(),
       notice: (message: string) =>
         this.emitSynthetic(noticeResponse({ severity: 'NOTICE', code: '00000', message })),
-      signal: abort.signal,
+      get signal() {
+        return controller().signal;
+      },
     };
     let verdict: StatementVerdict;
     try {
@@ -550,7 +555,7 @@ export class PgSession {
       if (v instanceof Promise) {
         // Held: forward what came before, then wait. Cancel or disconnect aborts the wait.
         this.flushUpstream();
-        this.holdAbort = abort;
+        this.holdAbort = controller();
         try {
           verdict = await v;
         } finally {
@@ -559,7 +564,7 @@ export class PgSession {
       } else {
         verdict = v;
       }
-      if (abort.signal.aborted) {
+      if (aborted()) {
         verdict = { action: 'deny', sqlstate: '57014', message: 'canceling statement due to user request' };
       }
     } catch (e) {
