@@ -1,8 +1,8 @@
-// The composition root: wires configuration, identity, policy hooks and listeners into a running gateway.
+// The composition root: wires configuration, identity, policy hooks, the audit log and listeners into a running gateway.
 
-import { mkdirSync, readFileSync, writeFileSync, existsSync } from 'node:fs';
+import { mkdirSync, readFileSync, readdirSync, writeFileSync, existsSync } from 'node:fs';
 import { join } from 'node:path';
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import tls from 'node:tls';
 import type { SessionEvents, StatementHook } from './core/context.js';
 import { WardenError } from './core/errors.js';
@@ -10,6 +10,9 @@ import type { GatewayConfig, TargetConfig } from './config/gateway-config.js';
 import { AuthThrottle } from './identity/throttle.js';
 import { CancelRegistry } from './session/cancel-registry.js';
 import { listenPg, type PgListener } from './listener/pg-listener.js';
+import { createPolicyHookFromFolder, type PolicyHook } from './enforce/policy-hook.js';
+import { AuditLog } from './audit/log.js';
+import { AuditRecorder } from './audit/recorder.js';
 
 /** A hook that lets every statement through. Only for targets that say `policy: allow_all` (tests, bring-up). */
 export const allowAllHook: StatementHook = { check: () => ({ action: 'allow' }) };
@@ -17,20 +20,16 @@ export const allowAllHook: StatementHook = { check: () => ({ action: 'allow' }) 
 export interface GatewayOptions {
   /** Builds the statement hook of a target; defaults to the policy named in the target's configuration. */
   readonly hookFor?: (target: TargetConfig) => StatementHook;
+  /** Extra session event sinks (the audit recorder's are added when the configuration has an audit log). */
   readonly events?: SessionEvents;
 }
 
 export interface Gateway {
   readonly pg: PgListener;
+  /** The audit log, when the configuration has one. */
+  readonly audit?: AuditLog;
+  /** Stops accepting, drains sessions (up to `drainMs`), then flushes and checkpoints the audit log. */
   close(drainMs?: number): Promise<void>;
-}
-
-function defaultHookFor(target: TargetConfig): StatementHook {
-  if (target.policy.kind === 'allow_all') return allowAllHook;
-  throw new WardenError(
-    'CONFIG_INVALID',
-    `target "${target.name}": policy folders are not loaded by this build`,
-  );
 }
 
 /** Reads (or creates, 0600) the key that derives fake SCRAM salts, so unknown users look alike across restarts. */
@@ -42,11 +41,61 @@ function fakeSaltKey(stateDir: string): Buffer {
   return Buffer.from(readFileSync(file, 'utf8').trim(), 'hex');
 }
 
+/** Fans one set of session events out to several sinks, in order. */
+function combineEvents(...sinks: (SessionEvents | undefined)[]): SessionEvents {
+  const all = sinks.filter((s): s is SessionEvents => s !== undefined);
+  return {
+    async authenticated(s) {
+      for (const e of all) await e.authenticated?.(s);
+    },
+    async authFailed(info) {
+      for (const e of all) await e.authFailed?.(info);
+    },
+    async closed(s, reason) {
+      for (const e of all) await e.closed?.(s, reason);
+    },
+  };
+}
+
 export async function startGateway(config: GatewayConfig, opts: GatewayOptions = {}): Promise<Gateway> {
-  const hookFor = opts.hookFor ?? defaultHookFor;
-  // No silent default: every target must resolve to a hook before the gateway accepts anyone.
+  // No silent default: every target resolves to a hook before the gateway accepts anyone.
+  const policyHooks: PolicyHook[] = [];
   const hooks = new Map<string, StatementHook>();
-  for (const t of config.targets.values()) hooks.set(t.name, hookFor(t));
+  let audit: AuditLog | undefined;
+  let recorder: AuditRecorder | undefined;
+  try {
+    for (const t of config.targets.values()) {
+      let hook: StatementHook;
+      if (opts.hookFor) hook = opts.hookFor(t);
+      else if (t.policy.kind === 'allow_all') hook = allowAllHook;
+      else {
+        const p = await createPolicyHookFromFolder(t);
+        policyHooks.push(p);
+        hook = p;
+      }
+      hooks.set(t.name, hook);
+    }
+    if (config.audit) {
+      const a = config.audit;
+      audit = await AuditLog.openDir(a.dir, {
+        origin: a.origin,
+        checkpointIntervalMs: a.checkpointIntervalMs,
+        ...(a.keyFile !== undefined ? { keyFile: a.keyFile } : {}),
+      });
+      recorder = new AuditRecorder(audit);
+      // INVARIANT: with an audit log configured, every hook is wrapped: no statement is forwarded unrecorded.
+      for (const [name, hook] of hooks) {
+        const t = config.targets.get(name) as TargetConfig;
+        const version =
+          t.policy.kind === 'folder' && !opts.hookFor ? policyFolderDigest(t.policy.path) : 'allow_all';
+        hooks.set(name, recorder.wrapHook(hook, { policyVersion: () => version }));
+      }
+    }
+  } catch (e) {
+    for (const p of policyHooks) await p.close();
+    await audit?.close();
+    throw e;
+  }
   const tlsContext = config.tls
     ? tls.createSecureContext({
         cert: readFileSync(config.tls.certFile),
@@ -63,12 +112,38 @@ export async function startGateway(config: GatewayConfig, opts: GatewayOptions =
       if (!h) throw new WardenError('CONFIG_INVALID', `no hook for target ${t.name}`);
       return h;
     },
-    events: opts.events ?? {},
+    events: combineEvents(recorder?.sessionEvents(), opts.events),
     fakeSaltKey: fakeSaltKey(config.stateDir),
     ...(tlsContext ? { tlsContext } : {}),
   });
   return {
     pg,
-    close: (drainMs?: number) => pg.close(drainMs),
+    ...(audit ? { audit } : {}),
+    async close(drainMs?: number) {
+      await pg.close(drainMs);
+      for (const p of policyHooks) await p.close();
+      if (recorder && audit) {
+        await recorder.flush();
+        await audit.checkpoint();
+        await audit.close();
+      }
+    },
   };
+}
+
+/**
+ * The policy version recorded with each statement until signed bundles carry versions: the SHA-256 of the
+ * policy folder's YAML files (names and contents, in name order).
+ */
+function policyFolderDigest(folder: string): string {
+  const h = createHash('sha256');
+  for (const name of readdirSync(folder)
+    .filter((n) => /\.ya?ml$/.test(n) && !n.endsWith('.tests.yaml'))
+    .sort()) {
+    h.update(name)
+      .update('\0')
+      .update(readFileSync(join(folder, name)))
+      .update('\0');
+  }
+  return `sha256:${h.digest('hex')}`;
 }

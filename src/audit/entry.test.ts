@@ -144,3 +144,14 @@ void test('property: arbitrary statement texts and data round-trip byte for byte
     }),
   );
 });
+
+void test('policyVersion: a bundle number or a non-empty identifier string (e.g. a policy content hash)', () => {
+  const hashed = { ...statement, policyVersion: 'sha256:0a1b' };
+  assert.deepEqual(decodeEntry(encodeEntry(hashed)), hashed);
+  for (const bad of ['', 'x'.repeat(201), -1, true, null]) {
+    assert.throws(
+      () => encodeEntry({ ...statement, policyVersion: bad } as unknown as AuditEntry),
+      EntryError,
+    );
+  }
+});

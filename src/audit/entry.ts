@@ -84,7 +84,8 @@ export interface StatementEntry extends Base<'statement'> {
   readonly paramsHash: string | null;
   readonly path: 'simple' | 'parse' | 'mysql-query' | 'mysql-prepare';
   readonly decision: DecisionRecord;
-  readonly policyVersion: number;
+  /** The policy bundle version (an integer), or an identifier such as a content hash when there is no bundle. */
+  readonly policyVersion: number | string;
 }
 
 export interface StatementOutcomeEntry extends Base<'statement.outcome'> {
@@ -172,7 +173,8 @@ export function canonicalJson(value: unknown): Uint8Array {
 
 // ---- shapes ----
 
-type FieldType = 'string' | 'int' | 'bool' | 'strings' | 'principal' | 'decision' | 'object' | 'string|null';
+type FieldType =
+  'string' | 'int' | 'int|string' | 'bool' | 'strings' | 'principal' | 'decision' | 'object' | 'string|null';
 type Shape = Readonly<Record<string, FieldType>>;
 
 const SHAPES: Readonly<Record<string, Shape>> = {
@@ -203,7 +205,7 @@ const SHAPES: Readonly<Record<string, Shape>> = {
     paramsHash: 'string|null',
     path: 'string',
     decision: 'decision',
-    policyVersion: 'int',
+    policyVersion: 'int|string',
   },
   'statement.outcome': {
     statementId: 'string',
@@ -234,6 +236,8 @@ function checkField(t: FieldType, v: unknown): boolean {
       return v === null || typeof v === 'string';
     case 'int':
       return Number.isSafeInteger(v) && (v as number) >= 0;
+    case 'int|string':
+      return typeof v === 'string' ? v.length > 0 && v.length <= 200 : checkField('int', v);
     case 'bool':
       return typeof v === 'boolean';
     case 'strings':

@@ -58,6 +58,46 @@ const commands: Record<string, { about: string; run: Command }> = {
   },
 };
 
+type SubcommandTable = Record<string, { about: string; run(argv: string[]): Promise<number> }>;
+
+/** A command group (`warden policy <sub>`) whose table is loaded only when used. */
+function group(about: string, load: () => Promise<SubcommandTable>): { about: string; run: Command } {
+  return {
+    about,
+    run: async ([sub, ...rest]) => {
+      const table = await load();
+      const cmd = sub === undefined ? undefined : table[sub];
+      if (!cmd) {
+        console.error(sub === undefined ? 'missing subcommand' : `unknown subcommand "${sub}"`);
+        for (const [name, c] of Object.entries(table)) console.error(`  ${name.padEnd(12)} ${c.about}`);
+        return 2;
+      }
+      return cmd.run(rest);
+    },
+  };
+}
+
+commands['policy'] = group(
+  'policy tools: check, explain, test, who-can',
+  async () => (await import('./policy.js')).policyCommands,
+);
+commands['audit'] = {
+  about: 'audit log tools: verify, prove, check-proof, consistency, tail, search, export',
+  run: async (argv) => (await import('./audit.js')).runAudit(argv),
+};
+commands['bundle'] = group(
+  'signed policy bundles: propose, sign, verify, diff, status, root-create',
+  async () => (await import('./bundle.js')).bundleCommands,
+);
+commands['keygen'] = {
+  about: 'create an Ed25519 key pair for signing bundles',
+  run: async (argv) => (await import('./bundle.js')).keygenCommand.run(argv),
+};
+commands['verify-install'] = {
+  about: 'check the installed program files against the hashes recorded at build time',
+  run: async (argv) => (await import('./bundle.js')).verifyInstallCommand.run(argv),
+};
+
 function waitForSignal(): Promise<void> {
   return new Promise((resolve) => {
     const done = (): void => {

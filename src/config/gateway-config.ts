@@ -51,6 +51,13 @@ export interface GatewayConfig {
     readonly maxConnections: number;
   };
   readonly stateDir: string;
+  /** The audit log; absent only where a caller wires its own (tests). */
+  readonly audit?: {
+    readonly dir: string;
+    readonly origin: string;
+    readonly checkpointIntervalMs: number;
+    readonly keyFile?: string;
+  };
   readonly users: ReadonlyMap<string, UserConfig>;
   readonly targets: ReadonlyMap<string, TargetConfig>;
 }
@@ -88,6 +95,17 @@ export const gatewayConfigSchema = {
       },
     },
     state_dir: { type: 'string' },
+    audit: {
+      type: 'object',
+      additionalProperties: false,
+      required: ['dir', 'origin'],
+      properties: {
+        dir: { type: 'string' },
+        origin: { type: 'string', pattern: '^[\\x21-\\x7e]+$' },
+        checkpoint_interval_ms: { type: 'integer', minimum: 0, maximum: 86400000 },
+        key_file: { type: 'string' },
+      },
+    },
     users: {
       type: 'array',
       items: {
@@ -251,6 +269,16 @@ export function buildGatewayConfig(raw: unknown, baseDir: string): GatewayConfig
       maxConnections: r.limits?.max_connections ?? 2000,
     },
     stateDir: path(r.state_dir ?? '.warden'),
+    ...(r.audit
+      ? {
+          audit: {
+            dir: path(r.audit.dir),
+            origin: r.audit.origin,
+            checkpointIntervalMs: r.audit.checkpoint_interval_ms ?? 10_000,
+            ...(r.audit.key_file !== undefined ? { keyFile: path(r.audit.key_file) } : {}),
+          },
+        }
+      : {}),
     users,
     targets,
   };

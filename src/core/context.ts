@@ -85,6 +85,8 @@ export interface StatementHook {
   check(request: StatementRequest): Promise<StatementVerdict> | StatementVerdict;
   /** Called after an allowed statement finished (best effort, never blocks the client). */
   outcome?(outcome: StatementOutcome): void;
+  /** Called once when a session that used this hook has closed (drop per-session state). */
+  sessionClosed?(sessionId: string): void;
 }
 
 /** Session lifecycle events, for audit. */

@@ -2,6 +2,7 @@
 
 import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { randomBytes } from 'node:crypto';
 import YAML from 'yaml';
 import { PGlite } from '@electric-sql/pglite';
@@ -10,6 +11,15 @@ import { createVerifier } from '../identity/scram.js';
 import { loadGatewayConfig } from '../config/gateway-config.js';
 import { startGateway, type Gateway } from '../main.js';
 import { DEMO_DATA_SQL, DEMO_SCHEMA_SQL, DEMO_USERS } from './sample-data.js';
+
+/**
+ * The demo policy shipped in the package (`demo/policy`): two levels up from this module both as
+ * src/demo/demo.ts (tsx) and as dist/demo/demo.js (built).
+ */
+export const DEMO_POLICY_DIR = fileURLToPath(new URL('../../demo/policy', import.meta.url));
+
+/** The demo's audit log origin (also the name of its signing key). */
+export const DEMO_AUDIT_ORIGIN = 'demo.warden.local/audit';
 
 export interface DemoOptions {
   readonly dir?: string;
@@ -60,6 +70,7 @@ function writeConfig(
   const config = {
     listen: { host, port },
     state_dir: '.',
+    audit: { dir: 'audit', origin: DEMO_AUDIT_ORIGIN, checkpoint_interval_ms: 5000 },
     users: DEMO_USERS.map((u) => ({
       name: u.name,
       kind: u.kind,
@@ -76,7 +87,7 @@ function writeConfig(
         database: 'postgres',
         environment: 'demo',
         logins: { app: { user: 'postgres' } },
-        policy: 'allow_all',
+        policy: { folder: DEMO_POLICY_DIR },
       },
     ],
   };

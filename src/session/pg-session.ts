@@ -101,6 +101,8 @@ export class PgSession {
   readonly id = randomUUID();
   private phase: Phase = 'startup';
   private client: net.Socket;
+  /** The TCP socket under TLS (same as `client` without TLS); destroyed with the session. */
+  private readonly rawSocket: net.Socket;
   private readonly framer: Framer;
   private startupTimer: NodeJS.Timeout | null;
   private tls = false;
@@ -149,6 +151,7 @@ export class PgSession {
     private readonly deps: SessionDeps,
   ) {
     this.client = socket;
+    this.rawSocket = socket;
     this.tokenBuf = Buffer.from(this.token);
     this.framer = new Framer(deps.config.limits.maxMessageBytes, { startup: true });
     socket.setNoDelay(true);
@@ -837,9 +840,17 @@ export class PgSession {
     if (this.myKey) this.deps.cancels.release(this.myKey.pid);
     if (graceful) this.client.end();
     else this.client.destroy();
-    // Give the final message a moment to leave, then make sure the socket is gone.
-    setTimeout(() => this.client.destroy(), 1000).unref();
+    // Give the final message a moment to leave, then make sure the sockets are gone.
+    setTimeout(() => {
+      this.client.destroy();
+      this.rawSocket.destroy();
+    }, 1000).unref();
     this.upstream?.destroy();
+    try {
+      this.hook?.sessionClosed?.(this.id);
+    } catch {
+      // per-session clean-up never breaks the close
+    }
     if (wasReady && this.context) {
       const ctx = this.context;
       void this.emitEvent(() => this.deps.events.closed?.(ctx, reason));

@@ -448,6 +448,16 @@ void describe('analyze: statement metadata', () => {
     assert.equal(one('DEALLOCATE q').preparedName, 'q');
   });
 
+  // Regression (bypass corpus triggers-rules-ddl-035..038): two-phase commit was treated as transaction control.
+  void test('two-phase commit is refused, ordinary transaction control is not', () => {
+    for (const sql of ["PREPARE TRANSACTION 'x'", "COMMIT PREPARED 'x'", "ROLLBACK PREPARED 'x'"]) {
+      assert.match(one(sql).unsupported ?? '', /two-phase commit/, sql);
+    }
+    for (const sql of ['BEGIN', 'COMMIT', 'ROLLBACK', 'SAVEPOINT s', 'RELEASE s', 'ROLLBACK TO s']) {
+      assert.equal(one(sql).unsupported, undefined, sql);
+    }
+  });
+
   void test('kinds are the libpg-query node names', () => {
     assert.equal(one('EXPLAIN ANALYZE DELETE FROM t').kind, 'ExplainStmt');
     assert.equal(one('BEGIN').kind, 'TransactionStmt');

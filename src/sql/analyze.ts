@@ -153,6 +153,13 @@ const UTILITY_STATEMENTS = new Set<string>([
   'DiscardStmt',
 ]);
 
+/** TransactionStmt kinds of two-phase commit, always refused. */
+const TWO_PHASE_KINDS = new Set([
+  'TRANS_STMT_PREPARE',
+  'TRANS_STMT_COMMIT_PREPARED',
+  'TRANS_STMT_ROLLBACK_PREPARED',
+]);
+
 /** DDL statements analysed by a generic walk; relation names found inside get the given operation. */
 const DDL_STATEMENTS: Readonly<Record<string, Operation>> = {
   AlterTableStmt: 'alter',
@@ -1056,6 +1063,12 @@ function statement(ctx: Ctx, type: string, body: NodeBody): void {
       return;
     default:
       break;
+  }
+  if (type === 'TransactionStmt' && TWO_PHASE_KINDS.has(String(body['kind']))) {
+    // A prepared transaction outlives the session, holds its locks, and can be finished by anyone.
+    return ctx.acc.fail(
+      'two-phase commit (PREPARE TRANSACTION, COMMIT/ROLLBACK PREPARED) is not allowed through Warden',
+    );
   }
   if (UTILITY_STATEMENTS.has(type)) {
     walkFields(ctx, type, body, root);

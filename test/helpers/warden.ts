@@ -31,6 +31,8 @@ export interface TestTarget {
     ca_file?: string;
     server_name?: string;
   };
+  /** Enforce the policy in this folder instead of allowing everything. */
+  readonly policyFolder?: string;
 }
 
 export interface TestGatewayOptions {
@@ -81,7 +83,7 @@ export async function startTestGateway(o: TestGatewayOptions): Promise<TestGatew
       environment: 'test',
       ...(t.tls ? { tls: t.tls } : {}),
       logins: { app: login },
-      policy: 'allow_all',
+      policy: t.policyFolder === undefined ? 'allow_all' : { folder: t.policyFolder },
     };
   });
   const raw = {

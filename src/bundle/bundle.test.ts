@@ -1,0 +1,317 @@
+// Tests for bundle activation: one case per refusal, key-id games, the author never counting, and the demo bundle.
+
+import { describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import fc from 'fast-check';
+import {
+  BUNDLE_PAYLOAD_TYPE,
+  bundleStatus,
+  proposeBundle,
+  readBundle,
+  readPolicyFolder,
+  verifyBundleForActivation,
+} from './bundle.js';
+import type { BundlePayload } from './bundle.js';
+import { canonicalJson, makeEnvelope, parseEnvelope, payloadBytes, signEnvelope } from './dsse.js';
+import type { Envelope } from './dsse.js';
+import { isBundleError } from './errors.js';
+import type { BundleRefusal } from './errors.js';
+import { generateKeyPair, parsePrivateKey } from './keys.js';
+import type { SigningKey } from './keys.js';
+import { createRoot, verifyRoot } from './root.js';
+
+const FIX = join(import.meta.dirname, '../../test/fixtures');
+const key = (n: string) => parsePrivateKey(readFileSync(join(FIX, `bundle/keys/${n}.key`), 'utf8'));
+const [ana, ben, cho, dev] = [key('ana'), key('ben'), key('cho'), key('dev')];
+const ORIGIN = 'warden.test/bundles';
+const T0 = new Date('2030-01-01T00:00:00.000Z');
+const NOW = new Date('2030-01-02T00:00:00.000Z');
+const EXPIRES = new Date('2030-02-01T00:00:00.000Z');
+const DAY = 86_400_000;
+const POLICY = readPolicyFolder(join(FIX, 'policy/demo'));
+
+const root = verifyRoot(
+  [ana, ben].reduce(
+    signEnvelope,
+    createRoot({
+      origin: ORIGIN,
+      version: 1,
+      threshold: 2,
+      approvers: [ana.encoded, ben.encoded, cho.encoded],
+      authors: [dev.encoded],
+    }),
+  ),
+);
+
+const signAll = (env: Envelope, keys: readonly SigningKey[]): Envelope => keys.reduce(signEnvelope, env);
+const refused = (reason: BundleRefusal) => (e: unknown) => {
+  assert.ok(isBundleError(e), String(e));
+  assert.equal(e.reason, reason, e.message);
+  assert.equal(e.code, 'CONFIG_INVALID');
+  return true;
+};
+
+function propose(
+  o: {
+    version?: number;
+    previous?: string | null;
+    author?: SigningKey;
+    settings?: Record<string, unknown>;
+  } = {},
+): Envelope {
+  return proposeBundle({
+    origin: ORIGIN,
+    version: o.version ?? 1,
+    previous: o.previous ?? null,
+    author: o.author ?? dev,
+    policy: POLICY,
+    settings: o.settings ?? { listen: { port: 15432 } },
+    created: T0,
+    expires: EXPIRES,
+  });
+}
+/** A bundle envelope built from a raw payload object, signed by `keys` (bypasses proposeBundle's checks). */
+function raw(payload: Record<string, unknown>, keys: readonly SigningKey[]): Envelope {
+  return signAll(makeEnvelope(BUNDLE_PAYLOAD_TYPE, canonicalJson(payload)), keys);
+}
+const good = signAll(propose(), [ana, ben]);
+const goodHash = readBundle(good).hash;
+
+describe('verifyBundleForActivation accepts', () => {
+  it('a bundle with the author and k distinct approvers', () => {
+    const v = verifyBundleForActivation(good, root, {}, NOW);
+    assert.equal(v.payload.version, 1);
+    assert.equal(v.author.name, 'test-only-dev');
+    assert.deepEqual(
+      v.approvers.map((k) => k.name),
+      ['test-only-ana', 'test-only-ben'],
+    );
+    assert.equal(v.hash, goodHash);
+    assert.deepEqual(Object.keys(v.payload.policy).sort(), [
+      'identities.yaml',
+      'protections.yaml',
+      'roles.yaml',
+    ]);
+    assert.ok(v.policy !== undefined);
+  });
+  it('the bundle it runs (same version, same hash)', () => {
+    assert.equal(
+      verifyBundleForActivation(good, root, { current: { version: 1, hash: goodHash } }, NOW).hash,
+      goodHash,
+    );
+  });
+  it('the next version linked to the running one', () => {
+    const next = signAll(propose({ version: 2, previous: goodHash }), [ben, cho]);
+    assert.equal(
+      verifyBundleForActivation(next, root, { current: { version: 1, hash: goodHash } }, NOW).payload.version,
+      2,
+    );
+  });
+  it('envelope text as well as a parsed envelope', () => {
+    assert.equal(verifyBundleForActivation(JSON.stringify(good), root, {}, NOW).hash, goodHash);
+  });
+});
+
+describe('verifyBundleForActivation refuses', () => {
+  it('an unsigned bundle', () => {
+    assert.throws(
+      () => verifyBundleForActivation({ ...good, signatures: [] }, root, {}, NOW),
+      refused('unsigned'),
+    );
+  });
+  it('a bundle below the threshold', () => {
+    assert.throws(
+      () => verifyBundleForActivation(signAll(propose(), [ana]), root, {}, NOW),
+      refused('below-threshold'),
+    );
+  });
+  it('a bundle signed by its author alone', () => {
+    assert.throws(() => verifyBundleForActivation(propose(), root, {}, NOW), refused('author-only'));
+  });
+  it('a bundle whose author is an approver, counting the author', () => {
+    // ana authors and two keys signed, but ana's own signature never counts: 1 of 2
+    assert.throws(
+      () => verifyBundleForActivation(signAll(propose({ author: ana }), [ben]), root, {}, NOW),
+      refused('below-threshold'),
+    );
+    assert.throws(
+      () => verifyBundleForActivation(propose({ author: ana }), root, {}, NOW),
+      refused('author-only'),
+    );
+    assert.equal(
+      verifyBundleForActivation(signAll(propose({ author: ana }), [ben, cho]), root, {}, NOW).approvers
+        .length,
+      2,
+    );
+  });
+  it('a bundle with a bad signature', () => {
+    const sig = Buffer.from(good.signatures[2]!.sig, 'base64');
+    sig[10]! ^= 0x01;
+    const bad = {
+      ...good,
+      signatures: [...good.signatures.slice(0, 2), { ...good.signatures[2]!, sig: sig.toString('base64') }],
+    };
+    assert.throws(() => verifyBundleForActivation(bad, root, {}, NOW), refused('bad-signature'));
+  });
+  it('a bundle with an extra signature by a key the root does not know', () => {
+    const stranger = parsePrivateKey(generateKeyPair('stranger').privateKey);
+    assert.throws(
+      () => verifyBundleForActivation(signAll(good, [stranger]), root, {}, NOW),
+      refused('bad-signature'),
+    );
+  });
+  it('an altered payload', () => {
+    const p = JSON.parse(payloadBytes(good).toString()) as BundlePayload;
+    const altered = { ...p, policy: { ...p.policy, 'extra.yaml': 'version: 1\n' } };
+    const env = { ...good, payload: canonicalJson(altered).toString('base64') };
+    assert.throws(() => verifyBundleForActivation(env, root, {}, NOW), refused('payload-altered'));
+  });
+  it('an altered payload type', () => {
+    const env = { ...good, payloadType: 'application/vnd.warden.root.v1+json' };
+    assert.throws(() => verifyBundleForActivation(env, root, {}, NOW), refused('wrong-type'));
+  });
+  it('any flipped payload bit', () => {
+    const bytes = payloadBytes(good);
+    fc.assert(
+      fc.property(fc.nat(bytes.length * 8 - 1), (bit) => {
+        const b = Buffer.from(bytes);
+        b[bit >> 3]! ^= 1 << (bit & 7);
+        const env = { ...good, payload: b.toString('base64') };
+        assert.throws(() => verifyBundleForActivation(env, root, {}, NOW), refused('payload-altered'));
+      }),
+      { numRuns: 30 },
+    );
+  });
+  it('an expired bundle', () => {
+    assert.throws(() => verifyBundleForActivation(good, root, {}, EXPIRES), refused('expired'));
+  });
+  it('a version lower than the running one (rollback)', () => {
+    assert.throws(
+      () => verifyBundleForActivation(good, root, { current: { version: 2, hash: 'ab'.repeat(32) } }, NOW),
+      refused('rollback'),
+    );
+  });
+  it('the running version with different content', () => {
+    const other = signAll(propose({ settings: { listen: { port: 5432 } } }), [ana, ben]);
+    assert.throws(
+      () => verifyBundleForActivation(other, root, { current: { version: 1, hash: goodHash } }, NOW),
+      refused('version-conflict'),
+    );
+  });
+  it('a broken previous-hash link', () => {
+    const next = signAll(propose({ version: 2, previous: 'cd'.repeat(32) }), [ana, ben]);
+    assert.throws(
+      () => verifyBundleForActivation(next, root, { current: { version: 1, hash: goodHash } }, NOW),
+      refused('broken-link'),
+    );
+    const unlinked = signAll(propose({ version: 2, previous: null }), [ana, ben]);
+    assert.throws(
+      () => verifyBundleForActivation(unlinked, root, { current: { version: 1, hash: goodHash } }, NOW),
+      refused('broken-link'),
+    );
+  });
+  it('a bundle without the author signature', () => {
+    const p = JSON.parse(payloadBytes(good).toString()) as Record<string, unknown>;
+    assert.throws(
+      () => verifyBundleForActivation(raw(p, [ana, ben]), root, {}, NOW),
+      refused('author-signature-missing'),
+    );
+  });
+  it('a bundle by an author the root does not enroll', () => {
+    const stranger = parsePrivateKey(generateKeyPair('stranger').privateKey);
+    const p = JSON.parse(payloadBytes(good).toString()) as Record<string, unknown>;
+    const env = raw({ ...p, author: stranger.encoded }, [ana, ben, cho]);
+    assert.throws(() => verifyBundleForActivation(env, root, {}, NOW), refused('unknown-author'));
+  });
+  it('a bundle for another origin', () => {
+    const p = JSON.parse(payloadBytes(good).toString()) as Record<string, unknown>;
+    assert.throws(
+      () => verifyBundleForActivation(raw({ ...p, origin: 'elsewhere' }, [dev, ana, ben]), root, {}, NOW),
+      refused('wrong-origin'),
+    );
+  });
+  it('a bundle whose policy does not load', () => {
+    const p = JSON.parse(payloadBytes(good).toString()) as Record<string, unknown>;
+    const env = raw({ ...p, policy: { 'a.yaml': 'version: 1\nbogus: true\n' } }, [dev, ana, ben]);
+    assert.throws(() => verifyBundleForActivation(env, root, {}, NOW), refused('policy-invalid'));
+    assert.throws(
+      () =>
+        proposeBundle({
+          origin: ORIGIN,
+          version: 1,
+          previous: null,
+          author: dev,
+          policy: { 'a.yaml': 'bogus: 1\n' },
+          created: T0,
+          expires: EXPIRES,
+        }),
+      refused('policy-invalid'),
+    );
+  });
+  it('a payload with a path outside the policy folder or an unknown field', () => {
+    const p = JSON.parse(payloadBytes(good).toString()) as Record<string, unknown>;
+    for (const bad of [
+      { ...p, policy: { '../x.yaml': 'version: 1\n' } },
+      { ...p, policy: { '/etc/x.yaml': 'version: 1\n' } },
+      { ...p, extra: 1 },
+      { ...p, expires: '2030-02-01' },
+    ])
+      assert.throws(
+        () => verifyBundleForActivation(raw(bad, [dev, ana, ben]), root, {}, NOW),
+        refused('malformed'),
+      );
+  });
+});
+
+describe('key-id games', () => {
+  it('counts the same key under two key ids once', () => {
+    const once = signAll(propose(), [ana]);
+    const anaSig = once.signatures[1]!;
+    const twice = { ...once, signatures: [...once.signatures, { keyid: ben.keyId, sig: anaSig.sig }] };
+    assert.throws(() => verifyBundleForActivation(twice, root, {}, NOW), refused('below-threshold'));
+    assert.equal(bundleStatus(twice, root).counted, 1);
+  });
+  it('counts a valid signature carrying a wrong key id for the key that made it', () => {
+    const env = signAll(propose(), [ana, ben]);
+    const relabelled = {
+      ...env,
+      signatures: env.signatures.map((s, i) => (i === 2 ? { ...s, keyid: cho.keyId } : s)),
+    };
+    const v = verifyBundleForActivation(relabelled, root, {}, NOW);
+    assert.deepEqual(
+      v.approvers.map((k) => k.name),
+      ['test-only-ana', 'test-only-ben'],
+    );
+  });
+});
+
+describe('bundleStatus', () => {
+  it('lists present and missing approvers', () => {
+    const s = bundleStatus(signAll(propose(), [cho]), root);
+    assert.equal(s.authorSigned, true);
+    assert.equal(s.counted, 1);
+    assert.equal(s.threshold, 2);
+    assert.deepEqual(
+      s.approvers.map((a) => [a.key.name, a.signed]),
+      [
+        ['test-only-ana', false],
+        ['test-only-ben', false],
+        ['test-only-cho', true],
+      ],
+    );
+  });
+});
+
+describe('the sample demo bundle', () => {
+  it('verifies against the sample root and loads its policy', () => {
+    const demoRoot = verifyRoot(parseEnvelope(readFileSync(join(FIX, 'bundle/demo/root.json'))));
+    const env = readFileSync(join(FIX, 'bundle/demo/bundle.json'));
+    const at = new Date(Date.parse(readBundle(parseEnvelope(env)).payload.created) + DAY);
+    const v = verifyBundleForActivation(env, demoRoot, {}, at);
+    assert.equal(v.payload.version, 1);
+    assert.equal(v.approvers.length, 2);
+    assert.deepEqual(v.payload.policy, POLICY);
+  });
+});

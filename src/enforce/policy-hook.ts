@@ -1,0 +1,375 @@
+// The policy statement hook: analyses each statement with the real parser, decides it against the declarative policy, and rewrites it for masks and row filters.
+//
+// Life of a statement here: analyse (cached by text) → resolve EXECUTE to what this session prepared → evaluate
+// (cached by principal, context and text) → deny, refuse for approval, or allow → fetch column lists of masked or
+// filtered tables → rewrite (cached) → allow with the rewritten SQL. Every verdict carries a plain-data decision.
+// INVARIANT: default deny. A parse error, an unknown prepared statement, an unreadable column list, a rewrite
+// refusal or any exception is a denial; nothing reaches the database that the policy did not allow as written.
+// INVARIANT: every cache belongs to one hook, and one hook to one immutable Policy: a new policy means a new
+// hook, so no allow is ever served from a previous policy.
+
+import type { StatementSummary } from '../core/access.js';
+import type { StatementHook, StatementOutcome, StatementRequest, StatementVerdict } from '../core/context.js';
+import { ERRORS, WardenError, isWardenError } from '../core/errors.js';
+import type { TargetConfig } from '../config/gateway-config.js';
+import { analyzeCached, initSqlAnalyser } from '../sql/analyze.js';
+import { rewrite } from '../sql/rewrite.js';
+import type { TableProtection as RewriteProtection } from '../sql/rewrite.js';
+import { DecisionCache, decisionCacheKey, evaluate, loadPolicy } from '../policy/index.js';
+import type { ApprovalRequirement, Decision, Denial, Policy } from '../policy/index.js';
+import { DDL_KINDS } from '../policy/catalog.js';
+import { CatalogCache } from './catalog-cache.js';
+
+/** The decision as plain, JSON-serialisable data: what the audit log records. */
+export interface HookDecision {
+  readonly effect: 'allow' | 'deny' | 'approval';
+  /** Rule ids that decided, e.g. "role:analyst/grant:0", "append_only:public.ledger", "parse-error". */
+  readonly rules: readonly string[];
+  readonly reasons: readonly string[];
+  readonly denied?: Denial;
+  readonly approval?: ApprovalRequirement;
+  readonly message?: string;
+  /** Masks (column → SQL) and row filter per "schema.table", as the policy decided them. */
+  readonly protections: Readonly<Record<string, { masks: Record<string, string>; rowFilter?: string }>>;
+  /** Whether the SQL forwarded differs from what the client sent. */
+  readonly rewritten: boolean;
+  /** Whether the policy decision came from the decision cache. */
+  readonly cached: boolean;
+}
+
+export interface PolicyHookOptions {
+  /** Column lists for the rewriter; default: a cache over the target's upstream (first login). */
+  readonly catalog?: CatalogCache;
+  /** Clock for time conditions; default: the request's `receivedAt`. */
+  readonly now?: () => Date;
+  /** Decision cache capacity (default 10 000). */
+  readonly decisionCacheSize?: number;
+  /** Sessions whose prepared statements are tracked at once (default 10 000, least recently used dropped). */
+  readonly maxSessions?: number;
+}
+
+/** A StatementHook that also reports session ends and can release its upstream catalog connection. */
+export interface PolicyHook extends StatementHook {
+  readonly policy: Policy;
+  readonly target: TargetConfig;
+  check(request: StatementRequest): Promise<StatementVerdict>;
+  /** Forget a session's prepared statements (wire to SessionEvents.closed). */
+  sessionClosed(sessionId: string): void;
+  /** Number of sessions whose prepared statements are tracked (tests, metrics). */
+  readonly trackedSessions: number;
+  close(): Promise<void>;
+}
+
+/** Prepared statement name → every body that may be prepared under it in the session (all are decided). */
+type PreparedMap = Map<string, readonly StatementSummary[]>;
+
+const MAX_PREPARED_PER_SESSION = 1000;
+/** Bodies kept per name (a driver that re-parses one name after closing it would otherwise grow the list). */
+const MAX_BODIES_PER_NAME = 16;
+const REWRITE_CACHE_MAX = 2000;
+const SQLSTATE_DENIED: string = ERRORS.INSUFFICIENT_PRIVILEGE.sqlstate;
+
+function plain(d: Decision, rewritten: boolean, cached: boolean): HookDecision {
+  const protections: Record<string, { masks: Record<string, string>; rowFilter?: string }> = {};
+  for (const [t, p] of d.protections) {
+    protections[t] = {
+      masks: Object.fromEntries(p.masks),
+      ...(p.rowFilter === undefined ? {} : { rowFilter: p.rowFilter }),
+    };
+  }
+  return {
+    effect: d.effect,
+    rules: d.rules,
+    reasons: d.reasons,
+    ...(d.denied === undefined ? {} : { denied: d.denied }),
+    ...(d.approval === undefined ? {} : { approval: d.approval }),
+    ...(d.message === undefined ? {} : { message: d.message }),
+    protections,
+    rewritten,
+    cached,
+  };
+}
+
+/** A denial that the hook itself reaches (not the evaluator): still plain data naming a rule and a reason. */
+function hookDenial(rule: string, reason: string, sqlstate = SQLSTATE_DENIED): StatementVerdict {
+  const message = `denied by ${rule}: ${reason}`;
+  const decision: HookDecision = {
+    effect: 'deny',
+    rules: [rule],
+    reasons: [reason],
+    denied: { statement: 0, rule, reason },
+    message,
+    protections: {},
+    rewritten: false,
+    cached: false,
+  };
+  return { action: 'deny', sqlstate, message, decision };
+}
+
+function approvalMessage(a: ApprovalRequirement): string {
+  const who = a.approvers.map((x) => `${x.count} of group ${x.group}`).join(' and ');
+  return (
+    `approval required by ${a.rule} (approvers: ${who}); ` +
+    'the approvals service is not available in this version of Warden, so the statement was not run'
+  );
+}
+
+function remember(
+  old: readonly StatementSummary[] | undefined,
+  added: readonly StatementSummary[],
+): readonly StatementSummary[] {
+  return [...(old ?? []), ...added].slice(-MAX_BODIES_PER_NAME);
+}
+
+function isDdl(s: StatementSummary): boolean {
+  return (
+    DDL_KINDS.has(s.kind) ||
+    s.relations.some((r) => r.operation === 'create' || r.operation === 'alter' || r.operation === 'drop')
+  );
+}
+
+class Hook implements PolicyHook {
+  private readonly decisions: DecisionCache;
+  private readonly rewrites = new Map<string, string>();
+  private readonly sessions = new Map<string, PreparedMap>();
+  private readonly ddlVerdicts = new WeakSet<StatementVerdict>();
+  private readonly searchPath: readonly string[];
+  private readonly maxSessions: number;
+
+  constructor(
+    readonly target: TargetConfig,
+    readonly policy: Policy,
+    private readonly catalog: CatalogCache,
+    private readonly opts: PolicyHookOptions,
+  ) {
+    this.decisions = new DecisionCache(opts.decisionCacheSize ?? 10_000);
+    this.searchPath = target.searchPath;
+    this.maxSessions = opts.maxSessions ?? 10_000;
+  }
+
+  get trackedSessions(): number {
+    return this.sessions.size;
+  }
+
+  async check(req: StatementRequest): Promise<StatementVerdict> {
+    try {
+      return await this.decide(req);
+    } catch (e) {
+      // INVARIANT: a hook error is a denial (the session would deny too, but say so here, with a rule).
+      return hookDenial(
+        'internal-error',
+        `the statement could not be decided (${e instanceof Error ? e.message : String(e)})`,
+      );
+    }
+  }
+
+  outcome(o: StatementOutcome): void {
+    // DDL ran (or failed): drop column lists again, in case a concurrent fetch raced with it.
+    if (this.ddlVerdicts.has(o.verdict)) this.catalog.invalidate();
+  }
+
+  sessionClosed(sessionId: string): void {
+    this.sessions.delete(sessionId);
+  }
+
+  async close(): Promise<void> {
+    this.sessions.clear();
+    await this.catalog.close();
+  }
+
+  private async decide(req: StatementRequest): Promise<StatementVerdict> {
+    const analysis = analyzeCached(req.sql, { searchPath: this.searchPath });
+    if (analysis.error !== undefined) {
+      // 42601 (syntax_error), not 42501: it is what PostgreSQL itself answers for unparsable SQL, so clients and
+      // tools report a typo as a typo; the message still says Warden denied it because it could not be parsed.
+      return hookDenial(
+        'parse-error',
+        `the statement could not be parsed, so it was not run (${analysis.error})`,
+        ERRORS.SYNTAX_ERROR.sqlstate,
+      );
+    }
+    const sessionId = req.session.sessionId;
+    // Prepared statements as they will be once this string ran: PREPARE adds, DEALLOCATE / DISCARD ALL remove.
+    const prepared: PreparedMap = new Map(this.sessions.get(sessionId) ?? []);
+    const effective: StatementSummary[] = [];
+    const bodies: string[] = [];
+    for (const s of analysis.statements) {
+      effective.push(s);
+      if (s.kind === 'ExecuteStmt') {
+        const name = s.preparedName ?? '';
+        const known = prepared.get(name);
+        if (known === undefined) {
+          return hookDenial(
+            'prepared:unknown',
+            `prepared statement "${name}" was not prepared through Warden in this session`,
+          );
+        }
+        // INVARIANT: EXECUTE is decided as what was prepared under its name, now (time and address included).
+        effective.push(...known);
+        bodies.push(...known.map((k) => k.text));
+      } else if (s.kind === 'PrepareStmt' && s.preparedName !== undefined) {
+        // Keep any earlier body too: if this PREPARE fails upstream (duplicate name), the old one still runs.
+        prepared.set(s.preparedName, remember(prepared.get(s.preparedName), [s]));
+      } else if (s.kind === 'DeallocateStmt') {
+        if (s.preparedName === undefined) prepared.clear();
+        else prepared.delete(s.preparedName);
+      } else if (s.kind === 'DiscardStmt' && /\bALL\b/i.test(s.text)) {
+        prepared.clear();
+      }
+    }
+    // The extended protocol's named statements share PostgreSQL's namespace with SQL-level PREPARE.
+    if (req.path === 'parse' && req.statementName !== undefined && req.statementName !== '') {
+      const name = req.statementName;
+      prepared.set(name, remember(prepared.get(name), analysis.statements));
+    }
+
+    const base = {
+      principal: req.session.principal,
+      context: {
+        target: req.session.target,
+        environment: req.session.environment,
+        sourceAddress: req.session.sourceAddress,
+        at: this.opts.now?.() ?? req.receivedAt,
+      },
+      database: req.session.database,
+    };
+    // The key holds everything the decision depends on: principal, context (time and address only when the
+    // policy uses them), the text, and the bodies EXECUTE resolved to.
+    const key = [decisionCacheKey(this.policy, base), req.sql, ...bodies].join('\u0000');
+    let decision = this.decisions.get(key);
+    const cached = decision !== undefined;
+    if (decision === undefined) {
+      decision = evaluate(this.policy, { ...base, statements: effective });
+      this.decisions.set(key, decision);
+    }
+
+    if (decision.effect === 'deny') {
+      return {
+        action: 'deny',
+        sqlstate: SQLSTATE_DENIED,
+        message: decision.message ?? 'denied by default-deny',
+        decision: plain(decision, false, cached),
+      };
+    }
+    if (decision.effect === 'approval' && decision.approval !== undefined) {
+      return {
+        action: 'deny',
+        sqlstate: ERRORS.APPROVAL_REQUIRED.sqlstate,
+        message: approvalMessage(decision.approval),
+        decision: plain(decision, false, cached),
+      };
+    }
+    if (decision.effect !== 'allow') return hookDenial('internal-error', 'unexpected decision');
+
+    let sql: string;
+    try {
+      sql = await this.rewriteFor(req.sql, analysis.statements, decision);
+    } catch (e) {
+      const reason = e instanceof Error ? e.message : String(e);
+      if (e instanceof RefusedColumns) return hookDenial('catalog-unavailable', reason);
+      return hookDenial('rewrite', `the statement cannot be masked or filtered safely: ${reason}`);
+    }
+    const rewritten = sql !== req.sql;
+    const verdict: StatementVerdict = {
+      action: 'allow',
+      ...(rewritten ? { sql } : {}),
+      decision: plain(decision, rewritten, cached),
+    };
+    this.commitPrepared(sessionId, prepared);
+    if (analysis.statements.some(isDdl)) {
+      this.catalog.invalidate();
+      this.ddlVerdicts.add(verdict);
+    }
+    return verdict;
+  }
+
+  /** Protections of the tables this SQL itself names (EXECUTE'd bodies were rewritten when prepared). */
+  private async rewriteFor(
+    sql: string,
+    statements: readonly StatementSummary[],
+    decision: Decision,
+  ): Promise<string> {
+    if (decision.protections.size === 0) return sql;
+    const named = new Map<string, { schema: string; name: string }>();
+    for (const s of statements) for (const r of s.relations) named.set(`${r.schema}.${r.name}`, r);
+    const wanted = [...decision.protections].filter(([t]) => named.has(t));
+    if (wanted.length === 0) return sql;
+    const protections = new Map<string, RewriteProtection>();
+    for (const [t, p] of wanted) {
+      const rel = named.get(t) as { schema: string; name: string };
+      let columns: readonly string[];
+      try {
+        columns = await this.catalog.columns(rel.schema, rel.name);
+      } catch (e) {
+        // INVARIANT: fail closed: without the column list the table cannot be masked, so nothing is forwarded.
+        const why = isWardenError(e) ? e.message : String(e);
+        throw new RefusedColumns(`the column list of ${t} is unavailable, so it cannot be masked (${why})`);
+      }
+      protections.set(t, {
+        columns,
+        masks: p.masks,
+        ...(p.rowFilter === undefined ? {} : { rowFilter: p.rowFilter }),
+      });
+    }
+    const rkey = JSON.stringify([
+      sql,
+      [...protections].map(([t, p]) => [t, p.columns, [...p.masks], p.rowFilter ?? null]),
+    ]);
+    const hit = this.rewrites.get(rkey);
+    if (hit !== undefined) {
+      this.rewrites.delete(rkey);
+      this.rewrites.set(rkey, hit);
+      return hit;
+    }
+    const out = await rewrite(sql, protections, { searchPath: this.searchPath });
+    this.rewrites.set(rkey, out);
+    if (this.rewrites.size > REWRITE_CACHE_MAX) {
+      const oldest = this.rewrites.keys().next();
+      if (oldest.done !== true) this.rewrites.delete(oldest.value);
+    }
+    return out;
+  }
+
+  private commitPrepared(sessionId: string, prepared: PreparedMap): void {
+    this.sessions.delete(sessionId);
+    if (prepared.size === 0) return;
+    // INVARIANT: bounded. A session evicted here (or with too many names) loses its names: its EXECUTEs are
+    // then denied, never allowed unchecked.
+    if (prepared.size > MAX_PREPARED_PER_SESSION) {
+      const first = prepared.keys().next();
+      if (first.done !== true) prepared.delete(first.value);
+    }
+    this.sessions.set(sessionId, prepared);
+    if (this.sessions.size > this.maxSessions) {
+      const oldest = this.sessions.keys().next();
+      if (oldest.done !== true) this.sessions.delete(oldest.value);
+    }
+  }
+}
+
+class RefusedColumns extends Error {}
+
+/**
+ * Builds the policy hook of a target. Async because the SQL parser (WASM) is loaded once, here.
+ * The returned hook is safe to share between all sessions of the target.
+ */
+export async function createPolicyHook(
+  target: TargetConfig,
+  policy: Policy,
+  opts: PolicyHookOptions = {},
+): Promise<PolicyHook> {
+  await initSqlAnalyser();
+  const catalog = opts.catalog ?? CatalogCache.forTarget(target);
+  return new Hook(target, policy, catalog, opts);
+}
+
+/** Loads `target.policy.path` (a policy folder) and builds the hook. Rejects if the policy does not load. */
+export async function createPolicyHookFromFolder(
+  target: TargetConfig,
+  opts: PolicyHookOptions = {},
+): Promise<PolicyHook> {
+  if (target.policy.kind !== 'folder') {
+    throw new WardenError('CONFIG_INVALID', `target "${target.name}" has no policy folder`);
+  }
+  return createPolicyHook(target, loadPolicy(target.policy.path), opts);
+}
