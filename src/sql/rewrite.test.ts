@@ -168,6 +168,9 @@ void describe('rewrite: against PostgreSQL', () => {
   /** [sql, whether the result must show a masked value] */
   const TRICKS: readonly (readonly [string, boolean])[] = [
     ['SELECT ssn, email FROM customers', true],
+    // Regression (bypass corpus identifiers-026): fully qualified column references to the replaced table.
+    [`SELECT ${SCHEMA}.customers.ssn FROM ${SCHEMA}.customers`, true],
+    [`SELECT ${SCHEMA}.customers.* FROM ${SCHEMA}.customers`, true],
     ['SELECT c.ssn FROM customers c', true],
     ['SELECT (c).ssn FROM customers c', true],
     ['SELECT row_to_json(c) FROM customers c', true],

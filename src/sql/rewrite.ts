@@ -227,7 +227,11 @@ class Rewriter {
     return node;
   }
 
+  /** "schema.table" of replaced references that had no alias: `schema.table.col` must become `table.col`. */
+  readonly unaliased = new Set<string>();
+
   derived(p: Compiled, rv: NodeBody): NodeBody {
+    if (!isPlainObject(rv.alias)) this.unaliased.add(`${p.schema}.${p.name}`);
     const d = derivedTable(p, rv);
     this.built.add(d);
     this.changed = true;
@@ -372,6 +376,29 @@ class Rewriter {
  * parse, CONFIG_INVALID when a mask or filter is not a single expression. Returns `sql` unchanged when nothing
  * protected is read.
  */
+/**
+ * A replaced table is visible under its bare name only, so `schema.table.column` (and `schema.table.*`)
+ * references to it lose the schema. Regression: bypass corpus identifiers-026 (an allowed query failed with 42P01).
+ */
+function dropSchemaQualifiers(node: unknown, replaced: ReadonlySet<string>): void {
+  if (Array.isArray(node)) {
+    for (const x of node) dropSchemaQualifiers(x, replaced);
+    return;
+  }
+  if (!isPlainObject(node)) return;
+  for (const [k, v] of Object.entries(node)) {
+    if (k === 'ColumnRef' && isPlainObject(v) && Array.isArray(v.fields) && v.fields.length === 3) {
+      const [schema, table] = v.fields.map((f) =>
+        isPlainObject(f) && isPlainObject(f.String) ? f.String.sval : undefined,
+      );
+      if (typeof schema === 'string' && typeof table === 'string' && replaced.has(`${schema}.${table}`)) {
+        v.fields = v.fields.slice(1);
+      }
+    }
+    dropSchemaQualifiers(v, replaced);
+  }
+}
+
 export async function rewrite(
   sql: string,
   protections: ReadonlyMap<string, TableProtection>,
@@ -402,6 +429,7 @@ export async function rewrite(
   const rw = new Rewriter(compiled, opts.searchPath);
   const stmts = parsed.statements.map((s) => rw.walk(structuredClone(s.node), new Set<string>()) as NodeBody);
   if (!rw.changed) return sql;
+  if (rw.unaliased.size > 0) for (const stmt of stmts) dropSchemaQualifiers(stmt, rw.unaliased);
   const parts: string[] = [];
   for (const stmt of stmts)
     parts.push(await deparse({ version: 180000, stmts: [{ stmt }] } as never, { pretty: false }));
