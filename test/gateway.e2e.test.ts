@@ -11,7 +11,7 @@ import { connectUpstream } from '../src/upstream/pg-connect.js';
 import { Framer } from '../src/wire/pg/framing.js';
 import { MSG, cancelRequest, decodeFields, query } from '../src/wire/pg/messages.js';
 import { BodyBuilder, frame } from '../src/wire/pg/reader.js';
-import type { StatementRequest } from '../src/core/context.js';
+import type { BindRequest, StatementRequest } from '../src/core/context.js';
 
 const UP_PASSWORD = 'up-secret-Z9';
 const ALICE = 'alice-pw-1';
@@ -71,6 +71,7 @@ describe('gateway end to end (SCRAM upstream)', () => {
   let upstream: PgInstance;
   let gw: TestGateway;
   const seen: StatementRequest[] = [];
+  const binds: BindRequest[] = [];
 
   before(async () => {
     upstream = await startPostgres({
@@ -105,6 +106,13 @@ describe('gateway end to end (SCRAM upstream)', () => {
             });
           }
           return { action: 'allow' };
+        },
+        bind(req) {
+          binds.push(req);
+          if (req.statementName === 'nobind') {
+            return { action: 'deny', sqlstate: '42501', message: 'denied by test-rule: parameters refused' };
+          }
+          return undefined;
         },
       },
       limits: { startup_timeout_ms: 1000 },
@@ -265,6 +273,31 @@ describe('gateway end to end (SCRAM upstream)', () => {
     const named = seen.find((r) => r.statementName === 's1');
     assert.equal(named?.path, 'parse');
     assert.equal(named?.sql, 'SELECT name FROM items WHERE id = $1');
+  });
+
+  it('shows each Bind to the hook with a hash of its parameters, and can refuse it', async () => {
+    const c = await gw.connect('bob', BOB);
+    try {
+      const before = binds.length;
+      await c.query('SELECT $1::text AS v', ['a']);
+      await c.query('SELECT $1::text AS v', ['a']);
+      await c.query('SELECT $1::text AS v', ['b']);
+      await c.query('SELECT $1::text AS v', [null]);
+      const hashes = binds.slice(before).map((b) => b.paramsHash);
+      assert.equal(hashes.length, 4);
+      assert.equal(hashes[0], hashes[1], 'the same parameters hash alike');
+      assert.equal(new Set(hashes).size, 3, 'different values (and NULL) hash differently');
+      assert.equal(binds[before]?.session.principal.name, 'bob');
+      await assert.rejects(c.query({ name: 'nobind', text: 'SELECT 1 AS one' }), (e: pg.DatabaseError) => {
+        assert.equal(e.code, '42501');
+        assert.match(e.message, /parameters refused/);
+        return true;
+      });
+      const r = await c.query('SELECT 2 AS two');
+      assert.equal(r.rows[0]?.two, 2);
+    } finally {
+      await c.end();
+    }
   });
 
   it('holds a statement and sends notices while it waits', async () => {

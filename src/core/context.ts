@@ -50,6 +50,17 @@ export interface StatementRequest {
   readonly signal: AbortSignal;
 }
 
+/** Parameters bound to a prepared statement (extended protocol Bind), seen before they are forwarded. */
+export interface BindRequest {
+  readonly session: SessionContext;
+  /** The prepared statement the parameters are bound to ('' is the unnamed one). */
+  readonly statementName: string;
+  readonly portal: string;
+  /** SHA-256 (hex) over the parameter formats and values; NULL is distinct from an empty value. */
+  readonly paramsHash: string;
+  readonly paramCount: number;
+}
+
 /** The hook's answer. Any exception thrown by a hook is treated as a denial (fail closed). */
 export type StatementVerdict =
   | {
@@ -83,6 +94,12 @@ export interface StatementOutcome {
 /** The one place every statement passes through before it is forwarded. */
 export interface StatementHook {
   check(request: StatementRequest): Promise<StatementVerdict> | StatementVerdict;
+  /**
+   * Called for each Bind before it is forwarded, when present (audit records the parameters' hash; approvals
+   * bind to it). Returning a deny verdict refuses the Bind; undefined or allow lets it through. Any exception
+   * is a denial.
+   */
+  bind?(request: BindRequest): Promise<StatementVerdict | undefined> | StatementVerdict | undefined;
   /** Called after an allowed statement finished (best effort, never blocks the client). */
   outcome?(outcome: StatementOutcome): void;
   /** Called once when a session that used this hook has closed (drop per-session state). */

@@ -11,9 +11,10 @@
 
 import net from 'node:net';
 import tls from 'node:tls';
-import { randomBytes, randomUUID } from 'node:crypto';
+import { createHash, randomBytes, randomUUID } from 'node:crypto';
 import { WardenError, isWardenError } from '../core/errors.js';
 import type {
+  BindRequest,
   Principal,
   SessionContext,
   SessionEvents,
@@ -30,6 +31,7 @@ import {
   authSaslContinue,
   authSaslFinal,
   backendKeyData,
+  decodeBind,
   decodeFields,
   decodeParse,
   decodeQuery,
@@ -42,6 +44,7 @@ import {
   query as queryMessage,
   readyForQuery,
   terminate,
+  type BindMessage,
   type ErrorFields,
 } from '../wire/pg/messages.js';
 import { ScramServerSession } from '../identity/scram.js';
@@ -471,6 +474,10 @@ export class PgSession {
             await this.onSql('parse', p.sql, f, p.name, p.paramTypes);
             break;
           }
+          case MSG.Bind:
+            if (this.hook?.bind) await this.onBind(f);
+            else this.forward(f.raw);
+            break;
           case MSG.Sync:
             this.forward(f.raw);
             this.syncPoint();
@@ -592,6 +599,42 @@ export class PgSession {
     if (verdict.detail !== undefined) fields.detail = verdict.detail;
     if (verdict.hint !== undefined) fields.hint = verdict.hint;
     this.inject(path === 'simple' ? 'simple' : 'parse', fields);
+  }
+
+  /** A Bind, when the hook wants to see parameters: hashed, shown to the hook, then forwarded or refused. */
+  private async onBind(f: Frame): Promise<void> {
+    const hook = this.hook as StatementHook & Required<Pick<StatementHook, 'bind'>>;
+    const b = decodeBind(f.body);
+    const request: BindRequest = {
+      session: this.context as SessionContext,
+      statementName: b.statement,
+      portal: b.portal,
+      paramsHash: hashParams(b),
+      paramCount: b.params.length,
+    };
+    let verdict: StatementVerdict | undefined;
+    try {
+      const v = hook.bind(request);
+      if (v instanceof Promise) {
+        this.flushUpstream();
+        verdict = await v;
+      } else {
+        verdict = v;
+      }
+    } catch (e) {
+      verdict = isWardenError(e)
+        ? { action: 'deny', sqlstate: e.sqlstate, message: e.message }
+        : { action: 'deny', sqlstate: '42501', message: 'denied: the parameters could not be decided' };
+    }
+    if (this.phase !== 'ready') return;
+    if (verdict === undefined || verdict.action === 'allow') {
+      this.forward(f.raw);
+      return;
+    }
+    const fields: ErrorFields = { severity: 'ERROR', code: verdict.sqlstate, message: verdict.message };
+    if (verdict.detail !== undefined) fields.detail = verdict.detail;
+    // The injected Parse fails; the upstream then skips the rest of the batch (this Execute included) until Sync.
+    this.inject('parse', fields);
   }
 
   /**
@@ -866,6 +909,26 @@ export class PgSession {
   shutdown(): void {
     this.fatal('57P01', 'terminating connection: Warden is shutting down', 'gateway shutdown');
   }
+}
+
+/** SHA-256 over the Bind's parameter formats and values, length-prefixed so that no two bindings collide. */
+export function hashParams(b: BindMessage): string {
+  const h = createHash('sha256');
+  const n = Buffer.alloc(4);
+  n.writeInt32BE(b.paramFormats.length);
+  h.update(n);
+  for (const f of b.paramFormats) {
+    n.writeInt32BE(f);
+    h.update(n);
+  }
+  n.writeInt32BE(b.params.length);
+  h.update(n);
+  for (const p of b.params) {
+    n.writeInt32BE(p === null ? -1 : p.length);
+    h.update(n);
+    if (p !== null) h.update(p);
+  }
+  return h.digest('hex');
 }
 
 function quoteIdent(s: string): string {
