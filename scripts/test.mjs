@@ -1,4 +1,4 @@
-// Test entry point: finds every *.test.ts under src/ and test/ and runs them with node's test runner through tsx.
+// Test entry point: finds every *.test.ts under src/, test/ and bench/ and runs them with node's test runner through tsx.
 import { readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { spawnSync } from 'node:child_process';
@@ -12,7 +12,7 @@ function find(dir, out) {
   return out;
 }
 const filter = process.argv.slice(2);
-let files = [...find('src', []), ...find('test', [])].sort();
+let files = [...find('src', []), ...find('test', []), ...find('bench', [])].sort();
 if (filter.length > 0) files = files.filter((f) => filter.some((x) => f.includes(x)));
 if (files.length === 0) {
   console.error('no test files found');

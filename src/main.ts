@@ -1,7 +1,13 @@
-// The composition root: wires configuration, identity, policy hooks, the audit log and listeners into a running gateway.
+// The composition root: wires configuration, identity, policy hooks (from signed bundles), the audit log and listeners into a running gateway.
+//
+// Life of a bundle activation (`gateway.activateBundle(path)`, SIGHUP in `warden serve`): read the envelope →
+// verify it against the pinned root and the running {version, hash} → build the new policy hook completely →
+// install the bundle file at the configured path and persist {version, hash} (write-then-rename) → append a
+// `config.bundle-activated` audit entry → swap the target's inner hook in one step. Any failure before the swap is
+// a refusal: the old bundle keeps running, and a `config.bundle-refused` entry says why.
 
-import { mkdirSync, readFileSync, readdirSync, writeFileSync, existsSync } from 'node:fs';
-import { join } from 'node:path';
+import { mkdirSync, readFileSync, readdirSync, writeFileSync, existsSync, rmSync } from 'node:fs';
+import { join, resolve } from 'node:path';
 import { createHash, randomBytes } from 'node:crypto';
 import tls from 'node:tls';
 import type { SessionEvents, StatementHook } from './core/context.js';
@@ -10,26 +16,112 @@ import type { GatewayConfig, TargetConfig } from './config/gateway-config.js';
 import { AuthThrottle } from './identity/throttle.js';
 import { CancelRegistry } from './session/cancel-registry.js';
 import { listenPg, type PgListener } from './listener/pg-listener.js';
-import { createPolicyHookFromFolder, type PolicyHook } from './enforce/policy-hook.js';
-import { AuditLog } from './audit/log.js';
+import { createPolicyHook, type PolicyHook } from './enforce/policy-hook.js';
+import { loadPolicy } from './policy/load.js';
+import type { Policy } from './policy/model.js';
+import { createApprovalService, type ApprovalService } from './approvals/service.js';
+import { CatalogCache } from './enforce/catalog-cache.js';
+import { SwappableHook } from './enforce/swappable-hook.js';
+import type { AuditLog } from './audit/log.js';
+import { openAuditLogFromConfig } from './audit/open.js';
 import { AuditRecorder } from './audit/recorder.js';
+import { makeEntry } from './audit/entry.js';
+import type { ApprovalEntry, ConfigEntry, JsonValue } from './audit/entry.js';
+import {
+  BundleError,
+  installBundleFile,
+  isBundleError,
+  loadStartupBundle,
+  readBundleFile,
+  refusalReason,
+  verifyForTarget,
+  writeActivationState,
+} from './bundle/index.js';
+import type { ActivatedBundle, RootDocument, VerifiedBundle } from './bundle/index.js';
 
 /** A hook that lets every statement through. Only for targets that say `policy: allow_all` (tests, bring-up). */
 export const allowAllHook: StatementHook = { check: () => ({ action: 'allow' }) };
+
+/** One structured log line (written as JSON on stderr by default). Never holds a secret. */
+export type GatewayLogLine = { readonly level: 'info' | 'warn' | 'error'; readonly msg: string } & Readonly<
+  Record<string, unknown>
+>;
 
 export interface GatewayOptions {
   /** Builds the statement hook of a target; defaults to the policy named in the target's configuration. */
   readonly hookFor?: (target: TargetConfig) => StatementHook;
   /** Extra session event sinks (the audit recorder's are added when the configuration has an audit log). */
   readonly events?: SessionEvents;
+  /** Where operational log lines go; default: one JSON line each on stderr. */
+  readonly log?: (line: GatewayLogLine) => void;
+  /** Clock for bundle expiry (tests). */
+  readonly now?: () => Date;
 }
+
+/** What a target runs now, as operators see it (`SHOW warden.policy_version` answers `<label> <hash>`). */
+export interface RunningPolicy {
+  readonly target: string;
+  readonly kind: 'allow_all' | 'folder' | 'bundle' | 'custom';
+  /** The bundle's version number as text, or "folder" / "allow_all" / "custom". */
+  readonly label: string;
+  /** Bundle: hex SHA-256 of its payload. Folder: `sha256:` digest of its files. Otherwise empty. */
+  readonly hash: string;
+  readonly bundle?: {
+    readonly origin: string;
+    readonly version: number;
+    readonly author: string;
+    readonly approvers: readonly string[];
+    readonly expires: string;
+    readonly activatedAt: string;
+  };
+}
+
+/** What became of one activation. */
+export interface ActivationResult {
+  readonly target: string;
+  /** `unchanged`: the bundle is the one running (same version and hash); nothing was swapped or recorded. */
+  readonly status: 'activated' | 'unchanged';
+  readonly version: number;
+  readonly hash: string;
+  readonly previous?: { readonly version: number; readonly hash: string };
+}
+
+/** One target's outcome of `reloadBundles()`. */
+export type ReloadResult =
+  | (ActivationResult & { readonly ok: true })
+  | { readonly ok: false; readonly target: string; readonly reason: string; readonly message: string };
 
 export interface Gateway {
   readonly pg: PgListener;
   /** The audit log, when the configuration has one. */
   readonly audit?: AuditLog;
+  /** What every target runs now. */
+  policies(): RunningPolicy[];
+  /**
+   * Verifies the bundle envelope in `path` and, if it passes, makes it the policy of new statements of the target
+   * (`target` may be omitted when exactly one target runs from a bundle). Open sessions stay open. Rejects with a
+   * BundleError (its `reason`) when refused; the running bundle then stays in force.
+   */
+  activateBundle(path: string, opts?: { readonly target?: string }): Promise<ActivationResult>;
+  /** Re-reads every bundle target's configured bundle file and activates it if it changed (SIGHUP). Never rejects. */
+  reloadBundles(): Promise<ReloadResult[]>;
   /** Stops accepting, drains sessions (up to `drainMs`), then flushes and checkpoints the audit log. */
   close(drainMs?: number): Promise<void>;
+}
+
+type BundlePolicy = Extract<TargetConfig['policy'], { kind: 'bundle' }>;
+
+/** A target that runs from a signed bundle: its pinned root, what it runs, and the hook sessions hold. */
+interface BundleTarget {
+  readonly target: TargetConfig;
+  readonly files: BundlePolicy;
+  readonly root: RootDocument;
+  readonly catalog: CatalogCache;
+  readonly hook: SwappableHook<RunningPolicy>;
+  current: ActivatedBundle;
+  currentPolicyHook: PolicyHook;
+  /** Activations of this target run one at a time, in call order. */
+  queue: Promise<unknown>;
 }
 
 /** Reads (or creates, 0600) the key that derives fake SCRAM salts, so unknown users look alike across restarts. */
@@ -57,45 +149,292 @@ function combineEvents(...sinks: (SessionEvents | undefined)[]): SessionEvents {
   };
 }
 
+function stderrLog(line: GatewayLogLine): void {
+  process.stderr.write(`${JSON.stringify(line)}\n`);
+}
+
+/** The value statement entries record as `policyVersion`, and `SHOW warden.policy_version` answers. */
+function versionText(p: RunningPolicy): string {
+  return p.kind === 'bundle' ? `${p.label} ${p.hash}` : p.kind === 'folder' ? p.hash : p.label;
+}
+
+function runningFromBundle(target: string, v: VerifiedBundle, at: Date): RunningPolicy {
+  return {
+    target,
+    kind: 'bundle',
+    label: String(v.payload.version),
+    hash: v.hash,
+    bundle: {
+      origin: v.payload.origin,
+      version: v.payload.version,
+      author: v.author.keyId,
+      approvers: v.approvers.map((k) => k.keyId),
+      expires: v.payload.expires,
+      activatedAt: at.toISOString(),
+    },
+  };
+}
+
+function bundleData(v: VerifiedBundle): Record<string, JsonValue> {
+  return {
+    origin: v.payload.origin,
+    version: v.payload.version,
+    hash: v.hash,
+    previous: v.payload.previous,
+    author: v.author.keyId,
+    approvers: v.approvers.map((k) => k.keyId),
+    expires: v.payload.expires,
+  };
+}
+
 export async function startGateway(config: GatewayConfig, opts: GatewayOptions = {}): Promise<Gateway> {
+  const log = opts.log ?? stderrLog;
+  const now = opts.now ?? (() => new Date());
   // No silent default: every target resolves to a hook before the gateway accepts anyone.
   const policyHooks: PolicyHook[] = [];
   const hooks = new Map<string, StatementHook>();
+  const running = new Map<string, () => RunningPolicy>();
+  const bundles = new Map<string, BundleTarget>();
   let audit: AuditLog | undefined;
   let recorder: AuditRecorder | undefined;
+
+  /** Appends a `config.*` entry and waits until it is durable; a no-op without an audit log. */
+  const recordConfig = async (kind: `config.${string}`, data: Record<string, JsonValue>): Promise<void> => {
+    if (audit === undefined) return;
+    await audit.append(makeEntry<ConfigEntry>({ kind, actor: 'warden', data }));
+  };
+  /** One approvals service per policy-backed target; its events are audit entries, durable before they count. */
+  const approvalServices = new Map<string, ApprovalService>();
+  const approvalsFor = async (t: TargetConfig, policy: Policy): Promise<ApprovalService> => {
+    const svc = await createApprovalService({
+      dir: join(config.stateDir, 'approvals', t.name),
+      policy,
+      ...(audit !== undefined
+        ? {
+            events: {
+              record: async (e) => {
+                await (audit as AuditLog).append(
+                  makeEntry<ApprovalEntry>({
+                    kind: e.kind,
+                    requestId: e.requestId,
+                    actor: e.actor,
+                    data: e.data,
+                    time: e.time,
+                  }),
+                );
+              },
+            },
+          }
+        : {}),
+    });
+    approvalServices.set(t.name, svc);
+    return svc;
+  };
+  /** Records a refusal; a failure to record is logged, never thrown over the refusal itself. */
+  const recordRefusal = async (data: Record<string, JsonValue>): Promise<void> => {
+    try {
+      await recordConfig('config.bundle-refused', data);
+    } catch (e) {
+      log({ level: 'error', msg: 'audit append failed', kind: 'config.bundle-refused', error: String(e) });
+    }
+  };
+  /** The hook sessions use for one policy generation: recorded when there is an audit log. */
+  const recorded = (hook: StatementHook, p: RunningPolicy): StatementHook => {
+    if (!recorder) return hook;
+    const version = versionText(p);
+    // INVARIANT: with an audit log configured, every hook is wrapped: no statement is forwarded unrecorded, and
+    // each generation records its own version, so an entry names the policy that decided it.
+    return recorder.wrapHook(hook, { policyVersion: () => version });
+  };
+
+  const startBundleTarget = async (t: TargetConfig, files: BundlePolicy): Promise<StatementHook> => {
+    let loaded: ReturnType<typeof loadStartupBundle>;
+    try {
+      loaded = loadStartupBundle({ root: files.root, path: files.path, stateFile: files.stateFile }, now());
+    } catch (e) {
+      const reason = refusalReason(e);
+      const message = e instanceof Error ? e.message : String(e);
+      await recordRefusal({ target: t.name, trigger: 'startup', path: files.path, reason, message });
+      throw new BundleError(
+        isBundleError(e) ? e.reason : 'not-activated',
+        `target "${t.name}": bundle ${files.path} refused (${reason}): ${message}`,
+        { cause: e },
+      );
+    }
+    const v = loaded.verified;
+    const info = runningFromBundle(t.name, v, now());
+    const catalog = CatalogCache.forTarget(t);
+    const policyHook = await createPolicyHook(t, v.policy, {
+      catalog,
+      version: { label: info.label, hash: info.hash },
+      approvals: await approvalsFor(t, v.policy),
+    });
+    const activated: ActivatedBundle = { origin: v.payload.origin, version: v.payload.version, hash: v.hash };
+    const prev = loaded.previous;
+    if (prev === undefined || prev.version !== activated.version || prev.hash !== activated.hash)
+      writeActivationState(files.stateFile, activated);
+    await recordConfig('config.bundle-activated', {
+      target: t.name,
+      trigger: 'startup',
+      path: files.path,
+      ...bundleData(v),
+    });
+    const hook = new SwappableHook<RunningPolicy>({ hook: recorded(policyHook, info), info });
+    bundles.set(t.name, {
+      target: t,
+      files,
+      root: loaded.root,
+      catalog,
+      hook,
+      current: activated,
+      currentPolicyHook: policyHook,
+      queue: Promise.resolve(),
+    });
+    running.set(t.name, () => hook.current.info);
+    log({
+      level: 'info',
+      msg: 'bundle activated',
+      target: t.name,
+      trigger: 'startup',
+      version: v.payload.version,
+      hash: v.hash,
+    });
+    return hook;
+  };
+
   try {
+    if (config.audit) {
+      const a = config.audit;
+      // The embedded file store, or the PostgreSQL store (append-only at the database level) for replicas.
+      audit = await openAuditLogFromConfig(a);
+      recorder = new AuditRecorder(audit);
+    }
     for (const t of config.targets.values()) {
       let hook: StatementHook;
-      if (opts.hookFor) hook = opts.hookFor(t);
-      else if (t.policy.kind === 'allow_all') hook = allowAllHook;
-      else {
-        const p = await createPolicyHookFromFolder(t);
+      if (opts.hookFor) {
+        const info: RunningPolicy = { target: t.name, kind: 'custom', label: 'allow_all', hash: '' };
+        hook = recorded(opts.hookFor(t), info);
+        running.set(t.name, () => info);
+      } else if (t.policy.kind === 'allow_all') {
+        const info: RunningPolicy = { target: t.name, kind: 'allow_all', label: 'allow_all', hash: '' };
+        hook = recorded(allowAllHook, info);
+        running.set(t.name, () => info);
+      } else if (t.policy.kind === 'folder') {
+        const digest = policyFolderDigest(t.policy.path);
+        const info: RunningPolicy = { target: t.name, kind: 'folder', label: 'folder', hash: digest };
+        const policy = loadPolicy(t.policy.path);
+        const p = await createPolicyHook(t, policy, {
+          version: { label: info.label, hash: digest },
+          approvals: await approvalsFor(t, policy),
+        });
         policyHooks.push(p);
-        hook = p;
+        hook = recorded(p, info);
+        running.set(t.name, () => info);
+        log({
+          level: 'warn',
+          msg: 'UNSIGNED POLICY FOLDER IN USE: for development only; production targets run from a signed bundle',
+          target: t.name,
+          folder: t.policy.path,
+          hash: digest,
+        });
+      } else {
+        hook = await startBundleTarget(t, t.policy);
       }
       hooks.set(t.name, hook);
     }
-    if (config.audit) {
-      const a = config.audit;
-      audit = await AuditLog.openDir(a.dir, {
-        origin: a.origin,
-        checkpointIntervalMs: a.checkpointIntervalMs,
-        ...(a.keyFile !== undefined ? { keyFile: a.keyFile } : {}),
-      });
-      recorder = new AuditRecorder(audit);
-      // INVARIANT: with an audit log configured, every hook is wrapped: no statement is forwarded unrecorded.
-      for (const [name, hook] of hooks) {
-        const t = config.targets.get(name) as TargetConfig;
-        const version =
-          t.policy.kind === 'folder' && !opts.hookFor ? policyFolderDigest(t.policy.path) : 'allow_all';
-        hooks.set(name, recorder.wrapHook(hook, { policyVersion: () => version }));
-      }
-    }
   } catch (e) {
     for (const p of policyHooks) await p.close();
+    for (const b of bundles.values()) await b.catalog.close();
+    for (const a of approvalServices.values()) await a.close();
     await audit?.close();
     throw e;
   }
+
+  /** Verifies, builds, persists, records, swaps. Throws BundleError when refused (after recording it). */
+  const activate = async (b: BundleTarget, path: string, trigger: string): Promise<ActivationResult> => {
+    const t = b.target;
+    const previous = { version: b.current.version, hash: b.current.hash };
+    let v: VerifiedBundle;
+    let next: PolicyHook;
+    try {
+      const envelope = readBundleFile(path);
+      v = verifyForTarget(envelope, b.root, b.current, now());
+      if (v.payload.version === previous.version && v.hash === previous.hash) {
+        return { target: t.name, status: 'unchanged', version: previous.version, hash: previous.hash };
+      }
+      const info = runningFromBundle(t.name, v, now());
+      // The new generation is complete before anything is persisted or swapped.
+      const approvals = approvalServices.get(t.name);
+      next = await createPolicyHook(t, v.policy, {
+        catalog: b.catalog,
+        version: { label: info.label, hash: info.hash },
+        ...(approvals !== undefined ? { approvals } : {}),
+      });
+      const activated: ActivatedBundle = {
+        origin: v.payload.origin,
+        version: v.payload.version,
+        hash: v.hash,
+      };
+      try {
+        // A restart must read what runs: the configured path holds the active bundle, the state file its identity.
+        if (resolve(path) !== resolve(b.files.path)) installBundleFile(b.files.path, envelope);
+        writeActivationState(b.files.stateFile, activated);
+        await recordConfig('config.bundle-activated', {
+          target: t.name,
+          trigger,
+          path,
+          runningVersion: previous.version,
+          runningHash: previous.hash,
+          ...bundleData(v),
+        });
+      } catch (e) {
+        throw new BundleError(
+          'not-activated',
+          `the bundle was verified but could not be put in force: ${e instanceof Error ? e.message : String(e)}`,
+          { cause: e },
+        );
+      }
+      // INVARIANT: from here to the swap there is no await: the new hook takes over the sessions' prepared
+      // statements and becomes current in one synchronous step.
+      next.inheritSessions(b.currentPolicyHook);
+      b.hook.swap({ hook: recorded(next, info), info });
+      approvalServices.get(t.name)?.setPolicy(v.policy);
+      b.currentPolicyHook = next;
+      b.current = activated;
+    } catch (e) {
+      const reason = refusalReason(e);
+      const message = e instanceof Error ? e.message : String(e);
+      await recordRefusal({
+        target: t.name,
+        trigger,
+        path,
+        reason,
+        message,
+        runningVersion: previous.version,
+        runningHash: previous.hash,
+      });
+      log({ level: 'warn', msg: 'bundle refused', target: t.name, trigger, path, reason, message });
+      throw isBundleError(e) ? e : new BundleError('not-activated', message, { cause: e });
+    }
+    log({
+      level: 'info',
+      msg: 'bundle activated',
+      target: t.name,
+      trigger,
+      version: v.payload.version,
+      hash: v.hash,
+      previousVersion: previous.version,
+    });
+    return { target: t.name, status: 'activated', version: v.payload.version, hash: v.hash, previous };
+  };
+
+  /** Runs one activation of a target after the ones already queued. */
+  const enqueue = (b: BundleTarget, path: string, trigger: string): Promise<ActivationResult> => {
+    const run = b.queue.then(() => activate(b, path, trigger));
+    b.queue = run.catch(() => undefined);
+    return run;
+  };
+
   const tlsContext = config.tls
     ? tls.createSecureContext({
         cert: readFileSync(config.tls.certFile),
@@ -119,9 +458,44 @@ export async function startGateway(config: GatewayConfig, opts: GatewayOptions =
   return {
     pg,
     ...(audit ? { audit } : {}),
+    policies: () => [...running.values()].map((f) => f()),
+    activateBundle(path, o = {}) {
+      let b: BundleTarget | undefined;
+      if (o.target !== undefined) b = bundles.get(o.target);
+      else if (bundles.size === 1) b = [...bundles.values()][0];
+      if (b === undefined) {
+        const why =
+          o.target !== undefined
+            ? `target "${o.target}" does not run from a bundle`
+            : bundles.size === 0
+              ? 'no target runs from a bundle'
+              : 'several targets run from bundles: name the target';
+        return Promise.reject(new WardenError('CONFIG_INVALID', why));
+      }
+      return enqueue(b, path, 'activate');
+    },
+    async reloadBundles() {
+      const out: ReloadResult[] = [];
+      for (const b of bundles.values()) {
+        try {
+          out.push({ ok: true, ...(await enqueue(b, b.files.path, 'reload')) });
+        } catch (e) {
+          out.push({
+            ok: false,
+            target: b.target.name,
+            reason: refusalReason(e),
+            message: e instanceof Error ? e.message : String(e),
+          });
+        }
+      }
+      return out;
+    },
     async close(drainMs?: number) {
       await pg.close(drainMs);
+      for (const b of bundles.values()) await b.queue;
       for (const p of policyHooks) await p.close();
+      for (const b of bundles.values()) await b.catalog.close();
+      for (const a of approvalServices.values()) await a.close();
       if (recorder && audit) {
         await recorder.flush();
         await audit.checkpoint();
@@ -132,8 +506,43 @@ export async function startGateway(config: GatewayConfig, opts: GatewayOptions =
 }
 
 /**
- * The policy version recorded with each statement until signed bundles carry versions: the SHA-256 of the
- * policy folder's YAML files (names and contents, in name order).
+ * For `warden serve`: SIGHUP re-reads every bundle target's configured bundle file (`gateway.reloadBundles()`),
+ * and `<stateDir>/warden.pid` names this process for `warden bundle activate`. Returns a function that undoes both.
+ */
+export function reloadOnSighup(
+  gateway: Gateway,
+  stateDir: string,
+  log: (line: GatewayLogLine) => void = stderrLog,
+): () => void {
+  const pidFile = join(stateDir, 'warden.pid');
+  mkdirSync(stateDir, { recursive: true, mode: 0o700 });
+  writeFileSync(pidFile, `${process.pid}\n`, { mode: 0o644 });
+  const onHup = (): void => {
+    void gateway.reloadBundles().then((results) => {
+      for (const r of results) {
+        log(
+          r.ok
+            ? { level: 'info', msg: `bundle ${r.status}`, target: r.target, version: r.version, hash: r.hash }
+            : {
+                level: 'warn',
+                msg: 'bundle refused',
+                target: r.target,
+                reason: r.reason,
+                message: r.message,
+              },
+        );
+      }
+    });
+  };
+  process.on('SIGHUP', onHup);
+  return () => {
+    process.off('SIGHUP', onHup);
+    rmSync(pidFile, { force: true });
+  };
+}
+
+/**
+ * The identity of an unsigned policy folder: the SHA-256 of its YAML files (names and contents, in name order).
  */
 function policyFolderDigest(folder: string): string {
   const h = createHash('sha256');

@@ -111,7 +111,21 @@ export interface ConfigEntry extends Base<`config.${string}`> {
   readonly data: { readonly [k: string]: JsonValue };
 }
 
+/** The payload of entry `index` was removed (retention ended, or a lawful erasure); its leaf hash stays. */
+export interface RedactionEntry extends Base<'audit.redaction'> {
+  /** Index of the redacted entry. */
+  readonly index: number;
+  /** Base64 of the redacted entry's RFC 6962 leaf hash (kept, so the tree still verifies). */
+  readonly leafHash: string;
+  readonly reason: string;
+  /** Who asked for the redaction. */
+  readonly actor: string;
+  /** True when the retention period had not ended (a lawful erasure request). */
+  readonly lawfulErasure: boolean;
+}
+
 export type AuditEntry =
+  | RedactionEntry
   | SessionOpenEntry
   | SessionCloseEntry
   | AuthSuccessEntry
@@ -214,6 +228,13 @@ const SHAPES: Readonly<Record<string, Shape>> = {
     sqlstate: 'string|null',
     durationMs: 'int',
     tags: 'strings',
+  },
+  'audit.redaction': {
+    index: 'int',
+    leafHash: 'string',
+    reason: 'string',
+    actor: 'string',
+    lawfulErasure: 'bool',
   },
   approval: { requestId: 'string', actor: 'string', data: 'object' },
   config: { actor: 'string', data: 'object' },

@@ -2,7 +2,9 @@
 import { open, readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { WardenError } from '../core/errors.js';
-import { encodeEntry } from './entry.js';
+import { decodeEntry, encodeEntry, makeEntry } from './entry.js';
+import { RedactionRefusedError, assertRedactionAllowed } from './redaction.js';
+import type { RedactionRequest } from './redaction.js';
 import type { AuditEntry } from './entry.js';
 import { formatCheckpoint, openCheckpoint } from './checkpoint.js';
 import type { Checkpoint } from './checkpoint.js';
@@ -186,6 +188,8 @@ export class AuditLog {
    */
   checkpoint(): Promise<Uint8Array> {
     const run = async (): Promise<Uint8Array> => {
+      // A shared store (PostgreSQL, several replicas) first reads what the others appended.
+      await this.store.sync?.();
       const size = this.store.size;
       const root = this.store.tree.root(size);
       const last = this.lastSigned;
@@ -208,6 +212,48 @@ export class AuditLog {
     const p = this.signing.then(run);
     this.signing = p.catch(() => undefined);
     return p;
+  }
+
+  /**
+   * Redacts entry `index`: checks the retention rule, durably appends an `audit.redaction` entry (index, kept
+   * leaf hash, reason, who asked), then has the store remove the payload while keeping the leaf hash.
+   * Throws RedactionRefusedError when the rules refuse it; returns the index of the redaction entry.
+   */
+  async redact(index: number, req: RedactionRequest): Promise<{ redactionIndex: number }> {
+    const store = this.store;
+    if (store.redact === undefined)
+      throw new RedactionRefusedError('this audit store does not support redaction');
+    if (!Number.isSafeInteger(index) || index < 0 || index >= store.size)
+      throw new RedactionRefusedError(`the log has no entry ${index}`);
+    if ((await store.isRedacted?.(index)) === true)
+      throw new RedactionRefusedError(`entry ${index} is already redacted`);
+    const bytes = await store.read(index);
+    if (bytes.length === 0) throw new RedactionRefusedError(`entry ${index} is already redacted`);
+    let time: Date;
+    try {
+      const e = decodeEntry(bytes);
+      if (e.kind === 'audit.redaction')
+        throw new RedactionRefusedError('redaction entries are kept: they are the record of an erasure');
+      time = new Date(e.time);
+    } catch (e) {
+      if (e instanceof RedactionRefusedError) throw e;
+      throw new RedactionRefusedError(`entry ${index} is not a valid entry: ${(e as Error).message}`);
+    }
+    assertRedactionAllowed(time, req);
+    const leaf = Buffer.from(store.tree.leafHash(index)).toString('base64');
+    const { index: redactionIndex } = await this.append(
+      makeEntry({
+        kind: 'audit.redaction',
+        index,
+        leafHash: leaf,
+        reason: req.reason,
+        actor: req.actor,
+        lawfulErasure: req.lawfulErasure === true,
+        ...(req.now !== undefined ? { time: req.now } : {}),
+      }),
+    );
+    await store.redact(index);
+    return { redactionIndex };
   }
 
   /** The last checkpoint signed (or found on open). */

@@ -14,6 +14,7 @@ import {
 } from './records.js';
 import type { RecordVisitor, ScanResult } from './records.js';
 import { CHECKPOINTS_FILE, ENTRIES_FILE, AuditCorruptionError } from './store-file.js';
+import { loadRedactions } from './redaction.js';
 
 /**
  * A snapshot of a store folder: the tree of the entries present when it was opened, their offsets, and the
@@ -26,6 +27,8 @@ export class LogSnapshot {
     private readonly offsets: readonly number[],
     readonly checkpoints: readonly Uint8Array[],
     readonly entriesScan: ScanResult,
+    /** Kept leaf hashes of redacted entries, by index. */
+    readonly redacted: ReadonlyMap<number, Uint8Array>,
   ) {}
 
   /** Scans `dir` once. Throws AuditCorruptionError if a file is damaged beyond a torn tail. */
@@ -44,10 +47,16 @@ export class LogSnapshot {
     }
     const tree = new MerkleTree();
     const offsets: number[] = [];
-    const eScan = await scanRecordFile(join(dir, ENTRIES_FILE), ENTRIES_MAGIC, (_i, _p, leaf, offset) => {
-      tree.append(leaf);
-      offsets.push(offset);
-    });
+    const redacted = (await loadRedactions(dir)).map;
+    const eScan = await scanRecordFile(
+      join(dir, ENTRIES_FILE),
+      ENTRIES_MAGIC,
+      (_i, _p, leaf, offset) => {
+        tree.append(leaf);
+        offsets.push(offset);
+      },
+      { redacted },
+    );
     if (eScan.tail === 'corrupt') {
       throw new AuditCorruptionError(
         ENTRIES_FILE,
@@ -56,7 +65,7 @@ export class LogSnapshot {
         eScan.problem ?? 'corrupt',
       );
     }
-    return new LogSnapshot(dir, tree, offsets, notes, eScan);
+    return new LogSnapshot(dir, tree, offsets, notes, eScan, redacted);
   }
 
   get size(): number {
@@ -68,10 +77,11 @@ export class LogSnapshot {
     return this.checkpoints[this.checkpoints.length - 1];
   }
 
-  /** The bytes of entry `index`. */
+  /** The bytes of entry `index` (empty for a redacted entry). */
   async read(index: number): Promise<Uint8Array> {
     const off = this.offsets[index];
     if (off === undefined) throw new RangeError(`no entry ${index} (the log has ${this.size})`);
+    if (this.redacted.has(index)) return new Uint8Array(0);
     const fh = await open(join(this.dir, ENTRIES_FILE), 'r');
     try {
       const head = Buffer.alloc(4);
@@ -85,9 +95,10 @@ export class LogSnapshot {
   }
 }
 
-/** Calls `visit` for every valid entry record of the folder, in order (a torn tail is skipped). */
-export function scanEntries(dir: string, visit: RecordVisitor): Promise<ScanResult> {
-  return scanRecordFile(join(dir, ENTRIES_FILE), ENTRIES_MAGIC, visit);
+/** Calls `visit` for every valid entry record of the folder, in order (a torn tail is skipped; redacted ones flagged). */
+export async function scanEntries(dir: string, visit: RecordVisitor): Promise<ScanResult> {
+  const redacted = (await loadRedactions(dir)).map;
+  return scanRecordFile(join(dir, ENTRIES_FILE), ENTRIES_MAGIC, visit, { redacted });
 }
 
 export interface FollowPosition {
@@ -105,7 +116,11 @@ export interface FollowPosition {
 export async function readEntriesFrom(
   dir: string,
   from: FollowPosition,
-): Promise<{ records: { index: number; payload: Buffer; leafHash: Buffer }[]; next: FollowPosition }> {
+): Promise<{
+  records: { index: number; payload: Buffer; leafHash: Buffer; redacted?: boolean }[];
+  next: FollowPosition;
+}> {
+  const redacted = (await loadRedactions(dir)).map;
   let fh;
   try {
     fh = await open(join(dir, ENTRIES_FILE), 'r');
@@ -117,7 +132,7 @@ export async function readEntriesFrom(
     const size = (await fh.stat()).size;
     let offset = Math.max(from.offset, MAGIC_LENGTH);
     let index = from.index;
-    const records: { index: number; payload: Buffer; leafHash: Buffer }[] = [];
+    const records: { index: number; payload: Buffer; leafHash: Buffer; redacted?: boolean }[] = [];
     while (size - offset >= RECORD_OVERHEAD) {
       const head = Buffer.alloc(RECORD_HEADER);
       await fh.read(head, 0, RECORD_HEADER, offset);
@@ -128,6 +143,20 @@ export async function readEntriesFrom(
       const leaf = hash('sha256', body.subarray(0, 1 + len), 'buffer');
       const at = head.readUInt32BE(4) * 0x100000000 + head.readUInt32BE(8);
       const valid = body[0] === 0 && leaf.readUInt32BE(0) === body.readUInt32BE(1 + len) && at === index;
+      const kept = redacted.get(index);
+      if (
+        !valid &&
+        kept !== undefined &&
+        body[0] === 0 &&
+        at === index &&
+        Buffer.from(kept).readUInt32BE(0) === body.readUInt32BE(1 + len) &&
+        body.subarray(1, 1 + len).every((x) => x === 0)
+      ) {
+        records.push({ index, payload: Buffer.alloc(0), leafHash: Buffer.from(kept), redacted: true });
+        offset += RECORD_OVERHEAD + len;
+        index++;
+        continue;
+      }
       if (!valid) {
         // The last record may still be in flight; anything after it means damage.
         if (offset + RECORD_OVERHEAD + len >= size) break;

@@ -19,6 +19,7 @@ export const MAX_BATCH_BYTES = 8 * 1024 * 1024;
 export const MAX_TORN_BYTES = MAX_BATCH_BYTES + MAX_RECORD_PAYLOAD + RECORD_OVERHEAD;
 export const ENTRIES_MAGIC = Buffer.from('WARDEN AUDIT 01\n', 'latin1');
 export const CHECKPOINTS_MAGIC = Buffer.from('WARDEN CHKPT 01\n', 'latin1');
+export const REDACTIONS_MAGIC = Buffer.from('WARDEN REDCT 01\n', 'latin1');
 
 /** Writes one record into `buf` at `pos`; returns the leaf hash of the payload. */
 export function writeRecord(buf: Buffer, pos: number, index: number, payload: Uint8Array): Uint8Array {
@@ -52,7 +53,22 @@ export interface ScanResult {
   readonly badOffset?: number;
 }
 
-export type RecordVisitor = (index: number, payload: Buffer, leafHash: Buffer, offset: number) => void;
+/**
+ * `payload` is empty and `redacted` true for a redacted entry: its payload bytes were overwritten with zeros and
+ * `leafHash` is the leaf hash kept for it (see redaction.ts).
+ */
+export type RecordVisitor = (
+  index: number,
+  payload: Buffer,
+  leafHash: Buffer,
+  offset: number,
+  redacted: boolean,
+) => void;
+
+export interface ScanOptions {
+  /** Kept leaf hashes of redacted entries, by index. */
+  readonly redacted?: ReadonlyMap<number, Uint8Array>;
+}
 
 const CHUNK = 8 * 1024 * 1024;
 
@@ -69,7 +85,9 @@ export async function scanRecordFile(
   path: string,
   magic: Buffer,
   visit?: RecordVisitor,
+  opts: ScanOptions = {},
 ): Promise<ScanResult> {
+  const redacted = opts.redacted;
   let fh;
   try {
     fh = await open(path, 'r');
@@ -164,11 +182,32 @@ export async function scanRecordFile(
       }
       const index = buf.readUInt32BE(rel + 4) * 0x100000000 + buf.readUInt32BE(rel + 8);
       if (buf[rel + 12] !== 0x00) return bad('bad-separator', end);
-      const leaf = hash('sha256', buf.subarray(rel + 12, rel + RECORD_HEADER + len), 'buffer');
-      if (leaf.readUInt32BE(0) !== buf.readUInt32BE(rel + RECORD_HEADER + len))
-        return bad('bad-checksum', end);
+      let leaf = hash('sha256', buf.subarray(rel + 12, rel + RECORD_HEADER + len), 'buffer');
+      const check = buf.readUInt32BE(rel + RECORD_HEADER + len);
+      let isRedacted = false;
+      if (leaf.readUInt32BE(0) !== check) {
+        // INVARIANT: a record is accepted as redacted only if a redaction names its index, its payload is all
+        // zeros, and its stored check (written before the redaction) is the prefix of the kept leaf hash.
+        const kept = redacted?.get(count);
+        if (
+          kept === undefined ||
+          index !== count ||
+          Buffer.from(kept).readUInt32BE(0) !== check ||
+          !allZero(buf.subarray(rel + RECORD_HEADER, rel + RECORD_HEADER + len))
+        ) {
+          return bad('bad-checksum', end);
+        }
+        leaf = Buffer.from(kept);
+        isRedacted = true;
+      }
       if (index !== count) return bad('bad-index', end);
-      visit?.(index, buf.subarray(rel + RECORD_HEADER, rel + RECORD_HEADER + len), leaf, pos);
+      visit?.(
+        index,
+        buf.subarray(rel + RECORD_HEADER, rel + RECORD_HEADER + (isRedacted ? 0 : len)),
+        leaf,
+        pos,
+        isRedacted,
+      );
       count++;
       pos = end;
     }

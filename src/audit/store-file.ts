@@ -10,9 +10,11 @@ import type { FileHandle } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { WardenError } from '../core/errors.js';
 import { MerkleTree } from './merkle.js';
+import { REDACTIONS_FILE, encodeRedactionRecord, loadRedactions } from './redaction.js';
 import {
   CHECKPOINTS_MAGIC,
   ENTRIES_MAGIC,
+  REDACTIONS_MAGIC,
   MAGIC_LENGTH,
   MAX_BATCH_BYTES,
   MAX_RECORD_PAYLOAD,
@@ -45,6 +47,15 @@ export interface AuditStore {
   latestCheckpoint(): Uint8Array | undefined;
   readCheckpoints(): Promise<Uint8Array[]>;
   close(): Promise<void>;
+  /**
+   * Optional: removes entry `index`'s payload durably while keeping its leaf hash (see redaction.ts). Callers go
+   * through AuditLog.redact, which logs the redaction first and enforces retention.
+   */
+  redact?(index: number): Promise<void>;
+  /** Optional: catch up with entries other writers (replicas) committed; called before signing a checkpoint. */
+  sync?(): Promise<void>;
+  /** Optional: whether entry `index` was redacted (`read` then returns no bytes). */
+  isRedacted?(index: number): boolean | Promise<boolean>;
 }
 
 /** The store found damage it must not repair silently. */
@@ -148,6 +159,8 @@ export class FileAuditStore implements AuditStore {
   private ckptChain: Promise<void> = Promise.resolve();
   private latest: Uint8Array | undefined;
   private ckptCount = 0;
+  private redacted = new Map<number, Uint8Array>();
+  private redactChain: Promise<void> = Promise.resolve();
 
   private constructor(
     readonly dir: string,
@@ -188,13 +201,35 @@ export class FileAuditStore implements AuditStore {
     const latest = notes[0];
     const floor = latest === undefined ? 0 : (checkpointSizeOf(latest) ?? Number.POSITIVE_INFINITY);
 
+    const redactions = await loadRedactions(dir);
     const tree = new MerkleTree();
     const offsets = new OffsetArray();
-    const eScan = await scanRecordFile(join(dir, ENTRIES_FILE), ENTRIES_MAGIC, (_i, _p, leaf, offset) => {
-      tree.append(leaf);
-      offsets.push(offset);
-    });
+    // Redactions whose zeroing a crash interrupted: the kept hash is durable, the payload is still there.
+    const unfinished: { offset: number; length: number }[] = [];
+    let keptMismatch: number | undefined;
+    const eScan = await scanRecordFile(
+      join(dir, ENTRIES_FILE),
+      ENTRIES_MAGIC,
+      (i, p, leaf, offset, isRedacted) => {
+        tree.append(leaf);
+        offsets.push(offset);
+        const kept = redactions.map.get(i);
+        if (kept !== undefined && !isRedacted) {
+          if (!leaf.equals(kept)) keptMismatch ??= i;
+          else unfinished.push({ offset: offset + RECORD_HEADER, length: p.length });
+        }
+      },
+      { redacted: redactions.map },
+    );
     assertRecoverable(ENTRIES_FILE, eScan);
+    if (keptMismatch !== undefined) {
+      throw new AuditCorruptionError(
+        REDACTIONS_FILE,
+        keptMismatch,
+        0,
+        'a kept leaf hash does not match its entry',
+      );
+    }
     if (eScan.count < floor) {
       throw new AuditCorruptionError(
         ENTRIES_FILE,
@@ -224,6 +259,9 @@ export class FileAuditStore implements AuditStore {
     );
     store.latest = latest;
     store.ckptCount = cScan.count;
+    store.redacted = redactions.map;
+    for (const u of unfinished) await io.write(entries, Buffer.alloc(u.length), u.offset);
+    if (unfinished.length > 0) await io.datasync(entries);
     return store;
   }
 
@@ -341,6 +379,7 @@ export class FileAuditStore implements AuditStore {
   async read(index: number): Promise<Uint8Array> {
     if (!Number.isSafeInteger(index) || index < 0 || index >= this.size)
       throw new RangeError(`no entry ${index}`);
+    if (this.redacted.has(index)) return new Uint8Array(0);
     const off = this.offsets.get(index);
     const head = Buffer.alloc(4);
     await this.entries.read(head, 0, 4, off);
@@ -348,6 +387,55 @@ export class FileAuditStore implements AuditStore {
     const out = Buffer.alloc(len);
     await this.entries.read(out, 0, len, off + RECORD_HEADER);
     return out;
+  }
+
+  isRedacted(index: number): boolean {
+    return this.redacted.has(index);
+  }
+
+  /**
+   * Keeps entry `index`'s leaf hash in redactions.dat (fdatasync), then overwrites its payload with zeros in place
+   * (fdatasync). A crash in between is finished on the next open. Use AuditLog.redact, which logs it first.
+   */
+  redact(index: number): Promise<void> {
+    const run = async (): Promise<void> => {
+      if (this.closed) throw new WardenError('AUDIT_UNAVAILABLE', 'audit store is closed');
+      if (this.failure !== undefined) throw this.failure;
+      if (!Number.isSafeInteger(index) || index < 0 || index >= this.size)
+        throw new RangeError(`no entry ${index}`);
+      if (this.redacted.has(index)) return;
+      const leaf = Uint8Array.from(this.tree.leafHash(index));
+      const off = this.offsets.get(index);
+      const head = Buffer.alloc(4);
+      await this.entries.read(head, 0, 4, off);
+      const len = head.readUInt32BE(0);
+      const file = join(this.dir, REDACTIONS_FILE);
+      const state = await loadRedactions(this.dir);
+      const payload = encodeRedactionRecord(index, leaf);
+      const rec = Buffer.allocUnsafe(payload.length + RECORD_OVERHEAD);
+      writeRecord(rec, 0, state.count, payload);
+      const fh = await open(file, state.fileSize === 0 ? 'w+' : 'r+', 0o600);
+      try {
+        let pos = state.goodEnd;
+        if (pos < MAGIC_LENGTH) {
+          await this.io.write(fh, REDACTIONS_MAGIC, 0);
+          pos = MAGIC_LENGTH;
+        }
+        await fh.truncate(pos);
+        await this.io.write(fh, rec, pos);
+        await this.io.datasync(fh);
+      } finally {
+        await fh.close();
+      }
+      if (state.fileSize === 0) await fsyncDir(this.dir);
+      this.redacted.set(index, leaf);
+      // INVARIANT: the payload is zeroed only after its kept leaf hash is durable.
+      await this.io.write(this.entries, Buffer.alloc(len), off + RECORD_HEADER);
+      await this.io.datasync(this.entries);
+    };
+    const p = this.redactChain.then(run);
+    this.redactChain = p.catch(() => undefined);
+    return p;
   }
 
   appendCheckpoint(note: Uint8Array): Promise<void> {
@@ -393,6 +481,7 @@ export class FileAuditStore implements AuditStore {
       await new Promise((r) => setImmediate(r));
     }
     await this.ckptChain;
+    await this.redactChain;
     this.closed = true;
     await this.entries.close().catch(() => undefined);
     await this.checkpoints.close().catch(() => undefined);

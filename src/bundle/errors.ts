@@ -25,7 +25,10 @@ export type BundleRefusal =
   | 'root-threshold-old' // a new root lacks k signatures under the old root
   | 'root-threshold-new' // a new root lacks k signatures under itself
   | 'key-refused' // malformed, low-order or duplicate key at enrollment
-  | 'policy-invalid'; // the bundle's policy files do not load
+  | 'policy-invalid' // the bundle's policy files do not load
+  | 'unreadable' // the bundle or root file cannot be read
+  | 'state-invalid' // the remembered activation state is unreadable or malformed (never treated as a first start)
+  | 'not-activated'; // verified, but the gateway could not put it in force (state or audit write failed)
 
 /** A refused bundle, root or key. `code` is always CONFIG_INVALID; `reason` says which refusal. */
 export class BundleError extends WardenError {

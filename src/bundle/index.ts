@@ -31,3 +31,15 @@ export type { BundlePayload, VerifiedBundle, ActivationState, ProposeInput, Bund
 export { diffBundles, unifiedDiff, diffLines } from './diff.js';
 export { MANIFEST_FILE, buildManifest, writeManifest, verifyInstall } from './manifest.js';
 export type { Manifest, InstallCheck } from './manifest.js';
+export {
+  readRootFile,
+  readBundleFile,
+  readActivationState,
+  writeActivationState,
+  writeFileAtomic,
+  installBundleFile,
+  verifyForTarget,
+  loadStartupBundle,
+  refusalReason,
+} from './activation.js';
+export type { ActivatedBundle, BundleFiles, StartupBundle } from './activation.js';

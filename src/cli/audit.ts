@@ -1,13 +1,20 @@
 // The `warden audit` commands: verify a log folder offline, prove inclusion and consistency, tail, search and export entries.
 import { parseArgs } from 'node:util';
-import { readFile, writeFile, stat } from 'node:fs/promises';
+import { readFile, writeFile, stat, rename } from 'node:fs/promises';
+import { userInfo } from 'node:os';
+import pg from 'pg';
 import { join, resolve } from 'node:path';
-import { verifyLog } from '../audit/verify.js';
+import { verifyLog, verifyPgLog } from '../audit/verify.js';
+import type { VerifyResult } from '../audit/verify.js';
+import { AuditLog } from '../audit/log.js';
+import { DEFAULT_RETENTION_DAYS } from '../audit/redaction.js';
+import { cosignatureVerifier } from '../audit/witness.js';
+import { submitToWitness } from '../audit/witness-http.js';
 import { LogSnapshot, readEntriesFrom, scanEntries } from '../audit/reader.js';
 import type { FollowPosition } from '../audit/reader.js';
 import { formatTlogProof, parseTlogProof, verifyTlogProof } from '../audit/proof.js';
 import { openCheckpoint } from '../audit/checkpoint.js';
-import { parseSignerKey, parseVerifierKey } from '../audit/note.js';
+import { openNote, parseSignerKey, parseVerifierKey } from '../audit/note.js';
 import type { NoteVerifier } from '../audit/note.js';
 import { verifyConsistency } from '../audit/merkle.js';
 import { decodeEntry } from '../audit/entry.js';
@@ -35,6 +42,8 @@ export interface AuditCommand {
 
 /** The folder `warden demo` keeps its audit log in. */
 export const DEMO_AUDIT_DIR = join('.warden-demo', 'audit');
+/** Where `witness-submit` keeps the latest witness-cosigned checkpoint, and `verify --witness-key` looks for it. */
+export const COSIGNED_FILE = 'cosigned-checkpoint';
 
 /** A command-line mistake: printed as usage, exit code 2. */
 class UsageError extends Error {}
@@ -109,7 +118,8 @@ function intArg(v: string | undefined, name: string): number | undefined {
 }
 
 /** One entry as a JSON line: its index, RFC 6962 leaf hash (base64) and the entry (or its raw bytes if invalid). */
-function entryLine(index: number, payload: Uint8Array, leaf: Uint8Array): string {
+function entryLine(index: number, payload: Uint8Array, leaf: Uint8Array, redacted = false): string {
+  if (redacted) return JSON.stringify({ index, leafHash: b64(leaf), redacted: true });
   let entry: AuditEntry | undefined;
   try {
     entry = decodeEntry(payload);
@@ -193,13 +203,26 @@ export function makeAuditCommands(io: CliIo): Record<string, AuditCommand> {
     async run(argv) {
       const { values } = parseArgs({
         args: argv,
-        options: { ...trustOpts, 'last-seen': { type: 'string' }, fast: { type: 'boolean' } },
+        options: {
+          ...trustOpts,
+          'last-seen': { type: 'string' },
+          fast: { type: 'boolean' },
+          'witness-key': { type: 'string', multiple: true },
+          cosigned: { type: 'string' },
+          pg: { type: 'string' },
+          schema: { type: 'string' },
+          table: { type: 'string' },
+        },
       });
       const dir = resolve(values.dir ?? DEMO_AUDIT_DIR);
-      try {
-        await stat(dir);
-      } catch {
-        throw new UsageError(`no audit log folder at ${dir}`);
+      if (values.pg !== undefined && values.key === undefined)
+        throw new UsageError('--pg needs --key (the published verifier key)');
+      if (values.pg === undefined) {
+        try {
+          await stat(dir);
+        } catch {
+          throw new UsageError(`no audit log folder at ${dir}`);
+        }
       }
       const trust = await loadTrust(dir, values.key, values.origin);
       if (trust.fromLogKey) {
@@ -207,17 +230,68 @@ export function makeAuditCommands(io: CliIo): Record<string, AuditCommand> {
           `note: trusting the key stored beside the log (${join(dir, LOG_KEY_FILE)}); this checks integrity only. Pass --key with the published verifier key to check authenticity.\n`,
         );
       }
-      const lastSeen = values['last-seen'] === undefined ? undefined : await readFile(values['last-seen']);
-      const snapshotTotal = await latestStoredSize(dir);
-      const bar = progressBar(io, snapshotTotal);
-      const r = await verifyLog(dir, {
+      let lastSeen: Uint8Array | undefined =
+        values['last-seen'] === undefined ? undefined : await readFile(values['last-seen']);
+      const witnessKeys = values['witness-key'] ?? [];
+      let witnessed = '';
+      if (witnessKeys.length > 0) {
+        // The checkpoint a witness cosigned anchors the log: it must carry every given witness's cosignature.
+        if (lastSeen !== undefined) throw new UsageError('give --last-seen or --witness-key, not both');
+        const file = values.cosigned ?? join(dir, COSIGNED_FILE);
+        let note: Buffer;
+        try {
+          note = await readFile(file);
+        } catch {
+          throw new UsageError(`no witness-cosigned checkpoint at ${file} (run warden audit witness-submit)`);
+        }
+        const cosigners = (await Promise.all(witnessKeys.map((f) => readKeyLines(f))))
+          .flat()
+          .map(cosignatureVerifier);
+        let signedBy: Set<string>;
+        try {
+          signedBy = new Set(
+            openNote(note, [...trust.verifiers, ...cosigners]).signatures.map((x) => `${x.name}+${x.keyId}`),
+          );
+        } catch (e) {
+          io.out(`FAIL witness-cosignature: ${(e as Error).message}\n`);
+          return 1;
+        }
+        const missing = cosigners.filter((c) => !signedBy.has(`${c.name}+${c.keyId}`));
+        if (missing.length > 0) {
+          io.out(`FAIL witness-cosignature: not cosigned by ${missing.map((m) => m.name).join(', ')}\n`);
+          return 1;
+        }
+        lastSeen = note;
+        witnessed = `, cosigned by ${cosigners.map((c) => c.name).join(', ')} at size ${checkpointSizeOf(note) ?? '?'}`;
+      }
+      const common = {
         origin: trust.origin,
         verifierKeys: trust.verifiers,
         strictEntries: values.fast !== true,
         ...(lastSeen !== undefined ? { lastSeenCheckpoint: lastSeen } : {}),
-        ...(bar !== undefined ? { onProgress: bar } : {}),
-      });
-      if (bar !== undefined) io.err('\n');
+      };
+      let r: VerifyResult;
+      if (values.pg !== undefined) {
+        const client = new pg.Client({ connectionString: values.pg });
+        client.on('error', () => undefined);
+        await client.connect();
+        try {
+          r = await verifyPgLog(
+            client,
+            {
+              ...(values.schema !== undefined ? { schema: values.schema } : {}),
+              ...(values.table !== undefined ? { table: values.table } : {}),
+            },
+            common,
+          );
+        } finally {
+          await client.end();
+        }
+      } else {
+        const bar = progressBar(io, await latestStoredSize(dir));
+        r = await verifyLog(dir, { ...common, ...(bar !== undefined ? { onProgress: bar } : {}) });
+        if (bar !== undefined) io.err('\n');
+      }
       if (!r.ok) {
         const e = r.firstError!;
         io.out(
@@ -226,7 +300,7 @@ export function makeAuditCommands(io: CliIo): Record<string, AuditCommand> {
         return 1;
       }
       io.out(
-        `OK ${r.size} entries, root ${b64(r.root)}, ${r.checkpointsChecked} checkpoint(s) verified for ${trust.origin}${r.tornTail ? ' (an interrupted, never-acknowledged write at the end was ignored)' : ''}\n`,
+        `OK ${r.size} entries, root ${b64(r.root)}, ${r.checkpointsChecked} checkpoint(s) verified for ${trust.origin}${witnessed}${r.redacted > 0 ? `, ${r.redacted} redacted (each one logged)` : ''}${r.tornTail ? ' (an interrupted, never-acknowledged write at the end was ignored)' : ''}\n`,
       );
       if (r.checkpointsChecked === 0) {
         io.err('warning: the log has no signed checkpoint yet, so nothing anchors its entries\n');
@@ -348,9 +422,9 @@ export function makeAuditCommands(io: CliIo): Record<string, AuditCommand> {
       const n = intArg(values.n, 'n') ?? 10;
       const dir = resolve(values.dir ?? DEMO_AUDIT_DIR);
       const ring: string[] = [];
-      const scan = await scanEntries(dir, (index, payload, leaf) => {
+      const scan = await scanEntries(dir, (index, payload, leaf, _o, redacted) => {
         if (n === 0) return;
-        ring.push(entryLine(index, payload, leaf));
+        ring.push(entryLine(index, payload, leaf, redacted));
         if (ring.length > n) ring.shift();
       });
       for (const l of ring) io.out(`${l}\n`);
@@ -366,7 +440,8 @@ export function makeAuditCommands(io: CliIo): Record<string, AuditCommand> {
           });
         });
         const got = await readEntriesFrom(dir, pos);
-        for (const rec of got.records) io.out(`${entryLine(rec.index, rec.payload, rec.leafHash)}\n`);
+        for (const rec of got.records)
+          io.out(`${entryLine(rec.index, rec.payload, rec.leafHash, rec.redacted === true)}\n`);
         pos = got.next;
       }
       return 0;
@@ -426,14 +501,87 @@ export function makeAuditCommands(io: CliIo): Record<string, AuditCommand> {
       const snap = await LogSnapshot.open(dir);
       const note = snap.latestCheckpoint;
       // Entries beyond the snapshot (appended meanwhile) are left out, so the export is one consistent prefix.
-      await scanEntries(dir, (index, payload, leaf) => {
-        if (index < snap.size) io.out(`${entryLine(index, payload, leaf)}\n`);
+      await scanEntries(dir, (index, payload, leaf, _o, redacted) => {
+        if (index < snap.size) io.out(`${entryLine(index, payload, leaf, redacted)}\n`);
       });
       if (note !== undefined) {
         io.out(
           `${JSON.stringify({ checkpoint: Buffer.from(note).toString('utf8'), size: checkpointSizeOf(note) ?? null })}\n`,
         );
       }
+      return 0;
+    },
+  };
+
+  const redact: AuditCommand = {
+    about:
+      "remove entry N's payload, keeping its leaf hash; logged as an audit.redaction entry (--index N --reason TEXT [--lawful-erasure] [--actor NAME] [--retention-days D]); stop the gateway first",
+    async run(argv) {
+      const { values } = parseArgs({
+        args: argv,
+        options: {
+          ...dirOpt,
+          index: { type: 'string' },
+          reason: { type: 'string' },
+          'lawful-erasure': { type: 'boolean' },
+          actor: { type: 'string' },
+          'retention-days': { type: 'string' },
+          'key-file': { type: 'string' },
+        },
+      });
+      const index = intArg(values.index, 'index');
+      if (index === undefined || values.reason === undefined)
+        throw new UsageError('--index and --reason are required');
+      const dir = resolve(values.dir ?? DEMO_AUDIT_DIR);
+      const keyFile = values['key-file'] ?? join(dir, LOG_KEY_FILE);
+      let origin: string;
+      try {
+        origin = parseSignerKey((await readFile(keyFile, 'utf8')).trim()).name;
+      } catch {
+        throw new UsageError(`cannot read the log key ${keyFile}`);
+      }
+      const log = await AuditLog.openDir(dir, { origin, keyFile });
+      try {
+        const r = await log.redact(index, {
+          reason: values.reason,
+          actor: values.actor ?? userInfo().username,
+          lawfulErasure: values['lawful-erasure'] === true,
+          retentionDays: intArg(values['retention-days'], 'retention-days') ?? DEFAULT_RETENTION_DAYS,
+        });
+        await log.checkpoint();
+        io.out(`redacted entry ${index}; the redaction is entry ${r.redactionIndex}\n`);
+        return 0;
+      } catch (e) {
+        if ((e as { code?: string }).code === 'AUDIT_REDACTION_REFUSED') {
+          io.err(`warden audit redact: refused: ${(e as Error).message}\n`);
+          return 1;
+        }
+        throw e;
+      } finally {
+        await log.close();
+      }
+    },
+  };
+
+  const witnessSubmit: AuditCommand = {
+    about: `have a witness cosign the latest checkpoint (--witness URL [--out FILE], default DIR/${COSIGNED_FILE})`,
+    async run(argv) {
+      const { values } = parseArgs({
+        args: argv,
+        options: { ...dirOpt, witness: { type: 'string' }, out: { type: 'string' } },
+      });
+      if (values.witness === undefined) throw new UsageError('--witness URL is required');
+      const dir = resolve(values.dir ?? DEMO_AUDIT_DIR);
+      const snap = await LogSnapshot.open(dir);
+      const note = snap.latestCheckpoint;
+      if (note === undefined) throw new UsageError('the log has no signed checkpoint yet');
+      const cosigned = await submitToWitness(values.witness, note, (a, b) =>
+        snap.tree.consistencyProof(a, b),
+      );
+      const out = values.out ?? join(dir, COSIGNED_FILE);
+      await writeFile(`${out}.tmp`, cosigned, { mode: 0o644 });
+      await rename(`${out}.tmp`, out);
+      io.out(`OK checkpoint of size ${checkpointSizeOf(note) ?? '?'} cosigned; written to ${out}\n`);
       return 0;
     },
   };
@@ -446,6 +594,8 @@ export function makeAuditCommands(io: CliIo): Record<string, AuditCommand> {
     tail,
     search,
     export: exportCmd,
+    redact,
+    'witness-submit': witnessSubmit,
   };
   // Usage mistakes print a message and exit 2; other errors propagate to the caller's handler.
   const wrapped: Record<string, AuditCommand> = {};
@@ -469,6 +619,13 @@ export function makeAuditCommands(io: CliIo): Record<string, AuditCommand> {
     };
   }
   return wrapped;
+}
+
+async function readKeyLines(file: string): Promise<string[]> {
+  return (await readFile(file, 'utf8'))
+    .split('\n')
+    .map((l) => l.trim())
+    .filter((l) => l !== '' && !l.startsWith('#'));
 }
 
 async function latestStoredSize(dir: string): Promise<number> {

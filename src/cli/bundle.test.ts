@@ -41,6 +41,7 @@ describe('warden keygen / bundle / verify-install', () => {
   it('exposes the commands the lead mounts', () => {
     assert.deepEqual(Object.keys(topLevelCommands).sort(), ['bundle', 'keygen', 'verify-install']);
     assert.deepEqual(Object.keys(bundleCommands).sort(), [
+      'activate',
       'diff',
       'propose',
       'root-create',

@@ -1,4 +1,4 @@
-// CLI commands for signed configuration: `warden keygen`, `warden bundle <propose|sign|verify|diff|status|root-create>`, `warden verify-install`.
+// CLI commands for signed configuration: `warden keygen`, `warden bundle <propose|sign|verify|diff|status|root-create|activate>`, `warden verify-install`.
 // @see docs/bundles.md
 
 import { existsSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
@@ -7,6 +7,7 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import YAML from 'yaml';
 import { WardenError } from '../core/errors.js';
+import { loadBundleTargets } from '../config/gateway-config.js';
 import {
   BUNDLE_PAYLOAD_TYPE,
   ROOT_PAYLOAD_TYPE,
@@ -27,6 +28,10 @@ import {
   verifyBundleForActivation,
   verifyInstall,
   verifyRoot,
+  installBundleFile,
+  readActivationState,
+  readRootFile,
+  verifyForTarget,
 } from '../bundle/index.js';
 import type { Envelope, RootDocument } from '../bundle/index.js';
 
@@ -276,6 +281,91 @@ const rootCreate: CliCommand = {
   }),
 };
 
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+/** Reads the pid `warden serve` wrote; undefined when there is no pid file. */
+function readPid(file: string): number | undefined {
+  if (!existsSync(file)) return undefined;
+  const pid = Number(readFileSync(file, 'utf8').trim());
+  if (!Number.isSafeInteger(pid) || pid <= 1) usageError(`${file} does not hold a process id`);
+  return pid;
+}
+
+/**
+ * `warden bundle activate --config warden.yaml --bundle FILE`: verifies FILE as the running gateway will (pinned
+ * root, remembered state), installs it at the target's configured bundle path (write-then-rename), then sends
+ * SIGHUP to the gateway (`<state_dir>/warden.pid`, or --pid) and waits until the gateway's state file names the new
+ * bundle. A refused bundle is never installed.
+ */
+const activate: CliCommand = {
+  about:
+    'verify a bundle, install it at the configured path and tell the running gateway (SIGHUP): activate --config warden.yaml --bundle FILE [--target NAME] [--pid PID] [--wait-ms MS]',
+  run: async (argv) => {
+    const { values } = parseArgs({
+      args: argv,
+      options: {
+        config: { type: 'string', short: 'c' },
+        bundle: { type: 'string' },
+        target: { type: 'string' },
+        pid: { type: 'string' },
+        'wait-ms': { type: 'string' },
+      },
+    });
+    const cfg = loadBundleTargets(need(values.config, 'config'));
+    const file = need(values.bundle, 'bundle');
+    let name = values.target;
+    if (name === undefined) {
+      if (cfg.targets.size !== 1)
+        usageError(
+          cfg.targets.size === 0
+            ? 'no target runs from a bundle'
+            : 'several targets run from bundles: --target',
+        );
+      name = [...cfg.targets.keys()][0]!;
+    }
+    const t = cfg.targets.get(name) ?? usageError(`target "${name}" does not run from a bundle`);
+    let version: number;
+    let hash: string;
+    try {
+      const env = readEnvelope(file);
+      const state = readActivationState(t.stateFile);
+      const current = state.current;
+      const v = verifyForTarget(env, readRootFile(t.root), current);
+      ({ version } = v.payload);
+      ({ hash } = v);
+      if (current !== undefined && current.version === version && current.hash === hash) {
+        console.log(`bundle version ${version} (${hash}) is already active on target ${name}`);
+        return 0;
+      }
+      if (resolve(file) !== resolve(t.path)) installBundleFile(t.path, env);
+    } catch (e) {
+      return refusal(e);
+    }
+    console.log(`verified bundle version ${version} (${hash}); installed at ${t.path}`);
+    const pid = values.pid !== undefined ? Number(values.pid) : readPid(resolve(cfg.stateDir, 'warden.pid'));
+    if (pid === undefined) {
+      console.log('no running gateway found (no warden.pid): the next start runs this bundle');
+      return 0;
+    }
+    if (!Number.isSafeInteger(pid) || pid <= 1) usageError('--pid must be a process id');
+    process.kill(pid, 'SIGHUP');
+    const deadline = Date.now() + Number(values['wait-ms'] ?? '10000');
+    for (;;) {
+      const cur = readActivationState(t.stateFile).current;
+      if (cur?.version === version && cur.hash === hash) {
+        console.log(`gateway (pid ${pid}) activated bundle version ${version} on target ${name}`);
+        return 0;
+      }
+      if (Date.now() >= deadline) break;
+      await sleep(100);
+    }
+    console.error(
+      `the gateway (pid ${pid}) has not confirmed version ${version}: see its log and the audit log (config.bundle-refused)`,
+    );
+    return 1;
+  },
+};
+
 /** Subcommands of `warden bundle`. */
 export const bundleCommands: Record<string, CliCommand> = {
   propose,
@@ -284,6 +374,7 @@ export const bundleCommands: Record<string, CliCommand> = {
   diff,
   status,
   'root-create': rootCreate,
+  activate,
 };
 
 /** `warden keygen --name NAME --out FILE`: FILE (private, 0600) and FILE.pub; refuses to overwrite either. */
@@ -327,7 +418,7 @@ export const verifyInstallCommand: CliCommand = {
 
 /** `warden bundle <sub>`: dispatches to `bundleCommands`. */
 export const bundleCommand: CliCommand = {
-  about: 'signed configuration bundles: propose, sign, verify, diff, status, root-create',
+  about: 'signed configuration bundles: propose, sign, verify, diff, status, root-create, activate',
   run: (argv) => {
     const [sub, ...rest] = argv;
     const cmd = sub === undefined ? undefined : bundleCommands[sub];

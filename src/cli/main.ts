@@ -35,12 +35,16 @@ const commands: Record<string, { about: string; run: Command }> = {
       });
       if (values.config === undefined) throw new Error('--config is required');
       const { loadGatewayConfig } = await import('../config/gateway-config.js');
-      const { startGateway } = await import('../main.js');
-      const gw = await startGateway(loadGatewayConfig(values.config));
+      const { startGateway, reloadOnSighup } = await import('../main.js');
+      const config = loadGatewayConfig(values.config);
+      const gw = await startGateway(config);
+      // SIGHUP re-reads the configured bundle files and activates a newer verified version without dropping sessions.
+      const stopReload = reloadOnSighup(gw, config.stateDir);
       console.log(
         JSON.stringify({ level: 'info', msg: 'warden listening', host: gw.pg.host, port: gw.pg.port }),
       );
       await waitForSignal();
+      stopReload();
       await gw.close(Number(values['drain-ms'] ?? 10_000));
       return 0;
     },
@@ -82,13 +86,22 @@ commands['policy'] = group(
   async () => (await import('./policy.js')).policyCommands,
 );
 commands['audit'] = {
-  about: 'audit log tools: verify, prove, check-proof, consistency, tail, search, export',
+  about:
+    'audit log tools: verify, prove, check-proof, consistency, tail, search, export, redact, witness-submit',
   run: async (argv) => (await import('./audit.js')).runAudit(argv),
 };
 commands['bundle'] = group(
-  'signed policy bundles: propose, sign, verify, diff, status, root-create',
+  'signed policy bundles: propose, sign, verify, diff, status, root-create, activate',
   async () => (await import('./bundle.js')).bundleCommands,
 );
+commands['approvals'] = group(
+  'approvals and just-in-time access: list, show, approve, deny, revoke, review, request',
+  async () => (await import('./approvals.js')).approvalsCommands,
+);
+commands['witness'] = {
+  about: 'run an independent checkpoint cosigner (C2SP tlog-witness): witness serve | keygen',
+  run: async (argv) => (await import('./witness.js')).witnessCommand.run(argv),
+};
 commands['keygen'] = {
   about: 'create an Ed25519 key pair for signing bundles',
   run: async (argv) => (await import('./bundle.js')).keygenCommand.run(argv),

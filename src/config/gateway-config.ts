@@ -27,8 +27,22 @@ export interface LoginConfig {
   readonly password?: string;
 }
 
+/**
+ * Where a target's policy comes from: `allow_all` (tests), an unsigned `folder` (development; logged loudly), or a
+ * signed `bundle` verified against a pinned root (production).
+ */
 export type PolicyConfig =
-  { readonly kind: 'allow_all' } | { readonly kind: 'folder'; readonly path: string };
+  | { readonly kind: 'allow_all' }
+  | { readonly kind: 'folder'; readonly path: string }
+  | {
+      readonly kind: 'bundle';
+      /** The pinned root envelope (approver keys and threshold). */
+      readonly root: string;
+      /** The bundle envelope that runs; an activation installs the new bundle here. */
+      readonly path: string;
+      /** Where the activated `{ origin, version, hash }` is remembered (default `<state_dir>/bundle-<target>.state.json`). */
+      readonly stateFile: string;
+    };
 
 export interface TargetConfig {
   readonly name: string;
@@ -42,6 +56,31 @@ export interface TargetConfig {
   readonly policy: PolicyConfig;
 }
 
+/** A PostgreSQL audit store shared by gateway replicas (connect as the INSERT-only gateway role). */
+export interface AuditPostgresConfig {
+  readonly host: string;
+  readonly port: number;
+  readonly database: string;
+  readonly user: string;
+  /** Resolved at load from password_file or password_env; absent means trust/peer auth. */
+  readonly password?: string;
+  readonly schema: string;
+  readonly table: string;
+  readonly tls: { readonly mode: UpstreamTlsMode; readonly caFile?: string; readonly serverName?: string };
+}
+
+export interface AuditConfig {
+  /** The local store folder; with `postgres`, only the default home of the log key file. */
+  readonly dir: string;
+  readonly origin: string;
+  readonly checkpointIntervalMs: number;
+  readonly keyFile?: string;
+  /** Days an entry is kept before it may be redacted without a lawful-erasure request. Default 365. */
+  readonly retentionDays: number;
+  /** Store entries in PostgreSQL instead of `dir`. */
+  readonly postgres?: AuditPostgresConfig;
+}
+
 export interface GatewayConfig {
   readonly listen: { readonly host: string; readonly port: number };
   readonly tls?: { readonly certFile: string; readonly keyFile: string; readonly required: boolean };
@@ -52,12 +91,7 @@ export interface GatewayConfig {
   };
   readonly stateDir: string;
   /** The audit log; absent only where a caller wires its own (tests). */
-  readonly audit?: {
-    readonly dir: string;
-    readonly origin: string;
-    readonly checkpointIntervalMs: number;
-    readonly keyFile?: string;
-  };
+  readonly audit?: AuditConfig;
   readonly users: ReadonlyMap<string, UserConfig>;
   readonly targets: ReadonlyMap<string, TargetConfig>;
 }
@@ -104,6 +138,32 @@ export const gatewayConfigSchema = {
         origin: { type: 'string', pattern: '^[\\x21-\\x7e]+$' },
         checkpoint_interval_ms: { type: 'integer', minimum: 0, maximum: 86400000 },
         key_file: { type: 'string' },
+        retention_days: { type: 'integer', minimum: 0, maximum: 36500 },
+        postgres: {
+          type: 'object',
+          additionalProperties: false,
+          required: ['host', 'port', 'database', 'user'],
+          properties: {
+            host: { type: 'string', minLength: 1 },
+            port: { type: 'integer', minimum: 1, maximum: 65535 },
+            database: { type: 'string', minLength: 1 },
+            user: { type: 'string', minLength: 1 },
+            password_file: { type: 'string' },
+            password_env: { type: 'string' },
+            schema: { type: 'string', pattern: '^[a-z_][a-z0-9_]{0,50}$' },
+            table: { type: 'string', pattern: '^[a-z_][a-z0-9_]{0,50}$' },
+            tls: {
+              type: 'object',
+              additionalProperties: false,
+              required: ['mode'],
+              properties: {
+                mode: { enum: ['disable', 'require', 'verify-ca', 'verify-full'] },
+                ca_file: { type: 'string' },
+                server_name: { type: 'string' },
+              },
+            },
+          },
+        },
       },
     },
     users: {
@@ -169,6 +229,23 @@ export const gatewayConfigSchema = {
                 required: ['folder'],
                 properties: { folder: { type: 'string' } },
               },
+              {
+                type: 'object',
+                additionalProperties: false,
+                required: ['bundle'],
+                properties: {
+                  bundle: {
+                    type: 'object',
+                    additionalProperties: false,
+                    required: ['root', 'path'],
+                    properties: {
+                      root: { type: 'string', minLength: 1 },
+                      path: { type: 'string', minLength: 1 },
+                      state_file: { type: 'string', minLength: 1 },
+                    },
+                  },
+                },
+              },
             ],
           },
         },
@@ -185,12 +262,61 @@ function describe(errors: ErrorObject[] | null | undefined): string {
 }
 
 /* eslint-disable @typescript-eslint/no-explicit-any -- raw YAML is validated by the schema above before use */
+/** A validated raw target's policy, paths resolved against `baseDir`. */
+function policyConfigOf(t: any, baseDir: string, stateDir: string): PolicyConfig {
+  const path = (p: string): string => resolve(baseDir, p);
+  if (t.policy === 'allow_all') return { kind: 'allow_all' };
+  if (t.policy.folder !== undefined) return { kind: 'folder', path: path(t.policy.folder) };
+  const b = t.policy.bundle;
+  return {
+    kind: 'bundle',
+    root: path(b.root),
+    path: path(b.path),
+    stateFile:
+      b.state_file !== undefined ? path(b.state_file) : resolve(stateDir, `bundle-${t.name}.state.json`),
+  };
+}
+
+/** The bundle files of every target that runs from a bundle, and the state folder. */
+export interface BundleTargetsConfig {
+  readonly stateDir: string;
+  readonly targets: ReadonlyMap<string, Extract<PolicyConfig, { kind: 'bundle' }>>;
+}
+
+/**
+ * Reads only what bundle tools need from a configuration file (`warden bundle activate`): the schema is checked,
+ * but secrets are not resolved, so an operator without access to upstream passwords can use it.
+ */
+export function loadBundleTargets(file: string): BundleTargetsConfig {
+  let raw: unknown;
+  try {
+    raw = YAML.parse(readFileSync(file, 'utf8'));
+  } catch (e) {
+    throw new WardenError('CONFIG_INVALID', `cannot read configuration ${file}: ${(e as Error).message}`, {
+      cause: e,
+    });
+  }
+  if (!validate(raw))
+    throw new WardenError('CONFIG_INVALID', `invalid configuration: ${describe(validate.errors)}`);
+  const r = raw as any;
+  const baseDir = dirname(resolve(file));
+  const stateDir = resolve(baseDir, r.state_dir ?? '.warden');
+  const targets = new Map<string, Extract<PolicyConfig, { kind: 'bundle' }>>();
+  for (const t of r.targets) {
+    const p = policyConfigOf(t, baseDir, stateDir);
+    if (p.kind === 'bundle') targets.set(t.name, p);
+  }
+  return { stateDir, targets };
+}
+
 /** Builds a GatewayConfig from a raw object (as parsed from YAML). Relative paths resolve against `baseDir`. */
 export function buildGatewayConfig(raw: unknown, baseDir: string): GatewayConfig {
   if (!validate(raw))
     throw new WardenError('CONFIG_INVALID', `invalid configuration: ${describe(validate.errors)}`);
   const r = raw as any;
   const path = (p: string): string => resolve(baseDir, p);
+  const stateDir = path(r.state_dir ?? '.warden');
+  const policyOf = (t: any): PolicyConfig => policyConfigOf(t, baseDir, stateDir);
   const targets = new Map<string, TargetConfig>();
   for (const t of r.targets) {
     if (targets.has(t.name)) throw new WardenError('CONFIG_INVALID', `duplicate target "${t.name}"`);
@@ -225,8 +351,7 @@ export function buildGatewayConfig(raw: unknown, baseDir: string): GatewayConfig
       },
       searchPath: t.search_path ?? ['public'],
       logins,
-      policy:
-        t.policy === 'allow_all' ? { kind: 'allow_all' } : { kind: 'folder', path: path(t.policy.folder) },
+      policy: policyOf(t),
     });
   }
   const users = new Map<string, UserConfig>();
@@ -268,7 +393,7 @@ export function buildGatewayConfig(raw: unknown, baseDir: string): GatewayConfig
       startupTimeoutMs: r.limits?.startup_timeout_ms ?? 10_000,
       maxConnections: r.limits?.max_connections ?? 2000,
     },
-    stateDir: path(r.state_dir ?? '.warden'),
+    stateDir,
     ...(r.audit
       ? {
           audit: {
@@ -276,11 +401,38 @@ export function buildGatewayConfig(raw: unknown, baseDir: string): GatewayConfig
             origin: r.audit.origin,
             checkpointIntervalMs: r.audit.checkpoint_interval_ms ?? 10_000,
             ...(r.audit.key_file !== undefined ? { keyFile: path(r.audit.key_file) } : {}),
+            retentionDays: r.audit.retention_days ?? 365,
+            ...(r.audit.postgres !== undefined ? { postgres: auditPostgres(r.audit.postgres, path) } : {}),
           },
         }
       : {}),
     users,
     targets,
+  };
+}
+function auditPostgres(p: any, path: (p: string) => string): AuditPostgresConfig {
+  if (p.password_file !== undefined && p.password_env !== undefined) {
+    throw new WardenError('CONFIG_INVALID', 'audit.postgres: give password_file or password_env, not both');
+  }
+  const spec: { file?: string; env?: string } = {};
+  if (p.password_file !== undefined) spec.file = path(p.password_file);
+  if (p.password_env !== undefined) spec.env = p.password_env;
+  const tls = p.tls ?? { mode: 'disable' };
+  return {
+    host: p.host,
+    port: p.port,
+    database: p.database,
+    user: p.user,
+    ...(spec.file !== undefined || spec.env !== undefined
+      ? { password: readSecret(spec, 'password of the audit PostgreSQL store') }
+      : {}),
+    schema: p.schema ?? 'warden_audit',
+    table: p.table ?? 'entries',
+    tls: {
+      mode: tls.mode,
+      ...(tls.ca_file !== undefined ? { caFile: path(tls.ca_file) } : {}),
+      ...(tls.server_name !== undefined ? { serverName: tls.server_name } : {}),
+    },
   };
 }
 /* eslint-enable @typescript-eslint/no-explicit-any */

@@ -1,6 +1,6 @@
 // `warden demo`: an embedded PostgreSQL (PGlite over its socket server) with sample data, sample users, and Warden in front.
 
-import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { chmodSync, copyFileSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { randomBytes } from 'node:crypto';
@@ -9,7 +9,7 @@ import { PGlite } from '@electric-sql/pglite';
 import { PGLiteSocketServer } from '@electric-sql/pglite-socket';
 import { createVerifier } from '../identity/scram.js';
 import { loadGatewayConfig } from '../config/gateway-config.js';
-import { startGateway, type Gateway } from '../main.js';
+import { reloadOnSighup, startGateway, type Gateway } from '../main.js';
 import { DEMO_DATA_SQL, DEMO_SCHEMA_SQL, DEMO_USERS } from './sample-data.js';
 
 /**
@@ -17,6 +17,13 @@ import { DEMO_DATA_SQL, DEMO_SCHEMA_SQL, DEMO_USERS } from './sample-data.js';
  * src/demo/demo.ts (tsx) and as dist/demo/demo.js (built).
  */
 export const DEMO_POLICY_DIR = fileURLToPath(new URL('../../demo/policy', import.meta.url));
+
+/**
+ * The signed demo bundle shipped in the package (`demo/bundle`): `root.json` (k = 2 of three approvers) and
+ * `bundle.json` (version 1 of `demo/policy`, approved by two). Signed with the TEST-ONLY keys of
+ * test/fixtures/bundle/keys: a demo, never a production configuration.
+ */
+export const DEMO_BUNDLE_DIR = fileURLToPath(new URL('../../demo/bundle', import.meta.url));
 
 /** The demo's audit log origin (also the name of its signing key). */
 export const DEMO_AUDIT_ORIGIN = 'demo.warden.local/audit';
@@ -87,7 +94,15 @@ function writeConfig(
         database: 'postgres',
         environment: 'demo',
         logins: { app: { user: 'postgres' } },
-        policy: { folder: DEMO_POLICY_DIR },
+        // The demo runs from the signed bundle: the pinned root stays in the package, the running bundle is a
+        // copy in the demo folder (an activation replaces it there), its state beside it.
+        policy: {
+          bundle: {
+            root: join(DEMO_BUNDLE_DIR, 'root.json'),
+            path: 'bundle.json',
+            state_file: 'bundle-state.json',
+          },
+        },
       },
     ],
   };
@@ -112,12 +127,31 @@ export async function startDemo(opts: DemoOptions = {}): Promise<Demo> {
   if (!Number.isInteger(upstreamPort)) throw new Error('cannot determine the embedded database port');
   const host = opts.host ?? '127.0.0.1';
   const port = opts.port ?? 15432;
+  // First run: the shipped signed bundle becomes the running one; later runs keep whatever was activated.
+  const running = join(dir, 'bundle.json');
+  if (!existsSync(running)) copyFileSync(join(DEMO_BUNDLE_DIR, 'bundle.json'), running);
   const configFile = writeConfig(dir, state, upstreamPort, host, port);
   const config = loadGatewayConfig(configFile);
-  const gateway = await startGateway(config);
+  let gateway: Gateway;
+  try {
+    gateway = await startGateway(config);
+  } catch (e) {
+    await socketServer.stop();
+    await db.close();
+    throw e;
+  }
+  // SIGHUP re-reads the demo's bundle.json (what `warden bundle activate --config <dir>/warden.yaml` triggers).
+  const stopReload = reloadOnSighup(gateway, config.stateDir);
   const p = gateway.pg.port;
   log(`Warden demo is running (state in ${dir}).`);
   log(`Embedded PostgreSQL (PGlite) on 127.0.0.1:${upstreamPort}; Warden on ${host}:${p}.`);
+  for (const r of gateway.policies()) {
+    if (r.bundle === undefined) continue;
+    log(
+      `Policy: signed bundle version ${r.bundle.version} (${r.hash.slice(0, 16)}…), author ${r.bundle.author}, ` +
+        `approved by ${r.bundle.approvers.join(', ')} (TEST-ONLY sample keys). Try: SHOW warden.policy_version`,
+    );
+  }
   log('Connect through Warden as one of the sample users:');
   for (const u of DEMO_USERS) {
     log(`  ${u.name.padEnd(6)} (${u.about})`);
@@ -130,6 +164,7 @@ export async function startDemo(opts: DemoOptions = {}): Promise<Demo> {
     port: p,
     passwords: state.passwords,
     async stop() {
+      stopReload();
       await gateway.close(2000);
       await socketServer.stop();
       await db.close();

@@ -14,11 +14,14 @@ import { ERRORS, WardenError, isWardenError } from '../core/errors.js';
 import type { TargetConfig } from '../config/gateway-config.js';
 import { analyzeCached, initSqlAnalyser } from '../sql/analyze.js';
 import { rewrite } from '../sql/rewrite.js';
+import { parseSql, unwrap } from '../sql/parser.js';
 import type { TableProtection as RewriteProtection } from '../sql/rewrite.js';
 import { DecisionCache, decisionCacheKey, evaluate, loadPolicy } from '../policy/index.js';
 import type { ApprovalRequirement, Decision, Denial, Policy } from '../policy/index.js';
 import { DDL_KINDS } from '../policy/catalog.js';
 import { CatalogCache } from './catalog-cache.js';
+import type { ApprovalService } from '../approvals/service.js';
+import type { ApprovalRequest } from '../approvals/model.js';
 
 /** The decision as plain, JSON-serialisable data: what the audit log records. */
 export interface HookDecision {
@@ -35,6 +38,10 @@ export interface HookDecision {
   readonly rewritten: boolean;
   /** Whether the policy decision came from the decision cache. */
   readonly cached: boolean;
+  /** The approval request the statement waited for or ran under (also in `rules` as "approval-request:<id>"). */
+  readonly approvalRequest?: string;
+  /** Just-in-time roles the principal held for this decision. */
+  readonly jitRoles?: readonly string[];
 }
 
 export interface PolicyHookOptions {
@@ -46,7 +53,30 @@ export interface PolicyHookOptions {
   readonly decisionCacheSize?: number;
   /** Sessions whose prepared statements are tracked at once (default 10 000, least recently used dropped). */
   readonly maxSessions?: number;
+  /**
+   * The approvals service: statements the policy sends to approval become requests (refused with WA001 or held,
+   * by the rule's mode), and the principal's just-in-time roles join every decision. Without it, such statements
+   * are refused with WA001 saying approvals are unavailable.
+   */
+  readonly approvals?: ApprovalService;
+  /** While a statement is held for approval, a notice is sent this often (ms, default 5000). */
+  readonly approvalNoticeMs?: number;
+  /**
+   * The running policy's identity. When set, exactly `SHOW warden.policy_version` (answered `'<label> <hash>'`)
+   * and `SHOW warden.policy_hash` (answered `'<hash>'`) are answered by rewriting them to a constant SELECT,
+   * for every session, without consulting the policy.
+   */
+  readonly version?: PolicyVersion;
 }
+
+/** How a policy is named to operators: a bundle's version number (or "folder") and its hash. */
+export interface PolicyVersion {
+  readonly label: string;
+  readonly hash: string;
+}
+
+/** The settings `SHOW` answers from the running policy. */
+export const POLICY_VERSION_SETTINGS = ['warden.policy_version', 'warden.policy_hash'] as const;
 
 /** A StatementHook that also reports session ends and can release its upstream catalog connection. */
 export interface PolicyHook extends StatementHook {
@@ -57,6 +87,11 @@ export interface PolicyHook extends StatementHook {
   sessionClosed(sessionId: string): void;
   /** Number of sessions whose prepared statements are tracked (tests, metrics). */
   readonly trackedSessions: number;
+  /**
+   * Takes over the prepared statements `previous` tracks (their summaries, never their decisions), so a session's
+   * `EXECUTE` after a policy swap is decided anew under this hook's policy instead of refused as unknown.
+   */
+  inheritSessions(previous: PolicyHook): void;
   close(): Promise<void>;
 }
 
@@ -172,6 +207,42 @@ class Hook implements PolicyHook {
     this.sessions.delete(sessionId);
   }
 
+  inheritSessions(previous: PolicyHook): void {
+    if (!(previous instanceof Hook) || previous === this) return;
+    for (const [id, prepared] of previous.sessions) {
+      if (!this.sessions.has(id)) this.sessions.set(id, new Map(prepared));
+    }
+    while (this.sessions.size > this.maxSessions) {
+      const oldest = this.sessions.keys().next();
+      if (oldest.done === true) break;
+      this.sessions.delete(oldest.value);
+    }
+  }
+
+  /** Answers `SHOW warden.policy_version` / `warden.policy_hash` when it is the whole string. */
+  private answerShow(statements: readonly StatementSummary[]): StatementVerdict | undefined {
+    const v = this.opts.version;
+    const s = statements.length === 1 ? statements[0] : undefined;
+    if (v === undefined || s === undefined || s.kind !== 'VariableShowStmt') return undefined;
+    const name = showName(s.text);
+    if (name !== 'warden.policy_version' && name !== 'warden.policy_hash') return undefined;
+    const value = name === 'warden.policy_version' ? `${v.label} ${v.hash}` : v.hash;
+    const rule = `warden:show-${name.slice('warden.'.length).replace('_', '-')}`;
+    const decision: HookDecision = {
+      effect: 'allow',
+      rules: [rule],
+      reasons: ['the running policy version is visible to every session'],
+      protections: {},
+      rewritten: true,
+      cached: false,
+    };
+    return {
+      action: 'allow',
+      sql: `SELECT ${quoteLiteral(value)}::text AS "${name}"`,
+      decision,
+    };
+  }
+
   async close(): Promise<void> {
     this.sessions.clear();
     await this.catalog.close();
@@ -188,6 +259,8 @@ class Hook implements PolicyHook {
         ERRORS.SYNTAX_ERROR.sqlstate,
       );
     }
+    const shown = this.answerShow(analysis.statements);
+    if (shown !== undefined) return shown;
     const sessionId = req.session.sessionId;
     // Prepared statements as they will be once this string ran: PREPARE adds, DEALLOCATE / DISCARD ALL remove.
     const prepared: PreparedMap = new Map(this.sessions.get(sessionId) ?? []);
@@ -223,15 +296,24 @@ class Hook implements PolicyHook {
       prepared.set(name, remember(prepared.get(name), analysis.statements));
     }
 
+    const at = this.opts.now?.() ?? req.receivedAt;
+    const approvals = this.opts.approvals;
+    let jitRoles: string[] = [];
+    if (approvals !== undefined) {
+      // Picks up approvals and revocations made by other processes (the CLI) since the last statement.
+      await approvals.sync();
+      jitRoles = approvals.activeRoles(req.session.principal.name, at);
+    }
     const base = {
       principal: req.session.principal,
       context: {
         target: req.session.target,
         environment: req.session.environment,
         sourceAddress: req.session.sourceAddress,
-        at: this.opts.now?.() ?? req.receivedAt,
+        at,
       },
       database: req.session.database,
+      ...(jitRoles.length > 0 ? { extraRoles: jitRoles } : {}),
     };
     // The key holds everything the decision depends on: principal, context (time and address only when the
     // policy uses them), the text, and the bodies EXECUTE resolved to.
@@ -251,15 +333,20 @@ class Hook implements PolicyHook {
         decision: plain(decision, false, cached),
       };
     }
+    let approvedBy: ApprovalRequest | undefined;
     if (decision.effect === 'approval' && decision.approval !== undefined) {
-      return {
-        action: 'deny',
-        sqlstate: ERRORS.APPROVAL_REQUIRED.sqlstate,
-        message: approvalMessage(decision.approval),
-        decision: plain(decision, false, cached),
-      };
-    }
-    if (decision.effect !== 'allow') return hookDenial('internal-error', 'unexpected decision');
+      if (approvals === undefined) {
+        return {
+          action: 'deny',
+          sqlstate: ERRORS.APPROVAL_REQUIRED.sqlstate,
+          message: approvalMessage(decision.approval),
+          decision: plain(decision, false, cached),
+        };
+      }
+      const gated = await this.gate(approvals, req, decision, decision.approval, cached);
+      if ('action' in gated) return gated;
+      approvedBy = gated;
+    } else if (decision.effect !== 'allow') return hookDenial('internal-error', 'unexpected decision');
 
     let sql: string;
     try {
@@ -270,10 +357,13 @@ class Hook implements PolicyHook {
       return hookDenial('rewrite', `the statement cannot be masked or filtered safely: ${reason}`);
     }
     const rewritten = sql !== req.sql;
+    let data = plain(decision, rewritten, cached);
+    if (approvedBy !== undefined) data = ranUnder(data, approvedBy);
+    if (jitRoles.length > 0) data = { ...data, jitRoles };
     const verdict: StatementVerdict = {
       action: 'allow',
       ...(rewritten ? { sql } : {}),
-      decision: plain(decision, rewritten, cached),
+      decision: data,
     };
     this.commitPrepared(sessionId, prepared);
     if (analysis.statements.some(isDdl)) {
@@ -281,6 +371,93 @@ class Hook implements PolicyHook {
       this.ddlVerdicts.add(verdict);
     }
     return verdict;
+  }
+
+  /**
+   * A statement the policy sends to approval: runs it if an approval bound to exactly this statement, principal and
+   * target can be claimed; otherwise opens (or finds) its request and refuses with WA001, or holds it until the
+   * request is decided. Returns the claimed request, or the verdict to answer with.
+   */
+  private async gate(
+    approvals: ApprovalService,
+    req: StatementRequest,
+    decision: Decision,
+    need: ApprovalRequirement,
+    cached: boolean,
+  ): Promise<ApprovalRequest | StatementVerdict> {
+    const s = req.session;
+    // The session passes only the statement text (Parse text for the extended protocol): bound by text.
+    const input = {
+      principal: s.principal,
+      target: s.target,
+      environment: s.environment,
+      database: s.database,
+      sessionId: s.sessionId,
+      sql: req.sql,
+      path: req.path,
+      paramsHash: null,
+    };
+    const claimed = await approvals.claim(input);
+    if (claimed !== undefined) return claimed;
+    const { request } = await approvals.requestStatement({
+      ...input,
+      requirement: need,
+      reasons: decision.reasons,
+    });
+    const refuse = (sqlstate: string, message: string, r: ApprovalRequest): StatementVerdict => ({
+      action: 'deny',
+      sqlstate,
+      message,
+      decision: linked({ ...plain(decision, false, cached), message }, r),
+    });
+    const pendingMessage = (r: ApprovalRequest): string =>
+      `approval required by ${need.rule}: request ${r.id} needs ${describeMissing(approvals, r)}; ` +
+      `approve it with "warden approvals approve ${r.id}", then run the identical statement again ` +
+      `(the request expires at ${r.expiresAt})`;
+    if (need.mode === 'error')
+      return refuse(ERRORS.APPROVAL_REQUIRED.sqlstate, pendingMessage(request), request);
+
+    const waiting = (r: ApprovalRequest): void =>
+      req.notice(
+        `waiting for approval of request ${r.id} (${describeMissing(approvals, r)}); ` +
+          `approve it with "warden approvals approve ${r.id}"`,
+      );
+    waiting(request);
+    let final: ApprovalRequest;
+    try {
+      final = await approvals.waitForDecision(request.id, {
+        signal: req.signal,
+        intervalMs: this.opts.approvalNoticeMs ?? 5000,
+        onWaiting: waiting,
+      });
+    } catch (e) {
+      if (req.signal.aborted) {
+        return refuse(ERRORS.QUERY_CANCELED.sqlstate, 'canceling statement due to user request', request);
+      }
+      throw e;
+    }
+    if (final.status === 'approved') {
+      const ran = await approvals.claim(input);
+      if (ran !== undefined) return ran;
+      return refuse(
+        ERRORS.APPROVAL_REQUIRED.sqlstate,
+        `request ${final.id} was approved but can no longer be used`,
+        final,
+      );
+    }
+    if (final.status === 'denied') {
+      const why = final.closedReason === undefined ? '' : `: ${final.closedReason}`;
+      return refuse(
+        SQLSTATE_DENIED,
+        `request ${final.id} was denied by ${final.closedBy ?? 'an approver'}${why}`,
+        final,
+      );
+    }
+    return refuse(
+      ERRORS.APPROVAL_REQUIRED.sqlstate,
+      `request ${final.id} ended without approval (${final.status})`,
+      final,
+    );
   }
 
   /** Protections of the tables this SQL itself names (EXECUTE'd bodies were rewritten when prepared). */
@@ -348,6 +525,44 @@ class Hook implements PolicyHook {
 }
 
 class RefusedColumns extends Error {}
+
+function describeMissing(approvals: ApprovalService, r: ApprovalRequest): string {
+  const open = approvals.missing(r.id);
+  const list = open.length > 0 ? open : r.approvers;
+  return list.map((x) => `${x.count} more of group ${x.group}`).join(' and ');
+}
+
+/** The decision of a statement tied to an approval request: the request id is a rule, so the audit entry links it. */
+function linked(d: HookDecision, r: ApprovalRequest): HookDecision {
+  return { ...d, rules: [...d.rules, `approval-request:${r.id}`], approvalRequest: r.id };
+}
+
+/** An approved statement: allowed, naming the request and who approved it. */
+function ranUnder(d: HookDecision, r: ApprovalRequest): HookDecision {
+  const by = r.votes.filter((v) => v.decision === 'approve').map((v) => v.approver);
+  return linked(
+    {
+      ...d,
+      effect: 'allow',
+      reasons: [...d.reasons, `approved under request ${r.id} by ${by.join(', ')} (${r.usesLeft} uses left)`],
+    },
+    r,
+  );
+}
+
+/** The setting a lone `SHOW` statement names, lower-cased (from the parse tree, not the text). */
+function showName(text: string): string | undefined {
+  const parsed = parseSql(text);
+  if (!parsed.ok || parsed.statements.length !== 1) return undefined;
+  const node = unwrap(parsed.statements[0]?.node);
+  if (node === undefined || node[0] !== 'VariableShowStmt') return undefined;
+  const name = node[1]['name'];
+  return typeof name === 'string' ? name.toLowerCase() : undefined;
+}
+
+function quoteLiteral(s: string): string {
+  return `'${s.replace(/'/g, "''")}'`;
+}
 
 /**
  * Builds the policy hook of a target. Async because the SQL parser (WASM) is loaded once, here.

@@ -6,6 +6,7 @@ import { FORBIDDEN_SETTINGS } from './catalog.js';
 import { maskSqlForColumn, TYPE_HINT } from './masks.js';
 import type { MaskSpec } from './masks.js';
 import type {
+  CompiledAccessRequest,
   CompiledApproval,
   CompiledCondition,
   CompiledGrant,
@@ -15,6 +16,7 @@ import type {
   CompiledUser,
   GrantOperation,
   Policy,
+  RawAccessRequest,
   RawApproval,
   RawCondition,
   RawGrant,
@@ -372,6 +374,33 @@ function compileApproval(
     approvers: a.approvers.map((x) => ({ group: x.group, count: x.count })),
     mode: a.mode ?? 'error',
     ttlSeconds: parseTtl(a.ttl),
+    uses: a.uses ?? 1,
+  };
+}
+
+function compileAccessRequest(
+  o: Origin<RawAccessRequest>,
+  groups: ReadonlyMap<string, unknown>,
+  roles: ReadonlyMap<string, unknown>,
+  problems: PolicyProblem[],
+): CompiledAccessRequest {
+  const a = o.value;
+  if (!roles.has(a.role)) problems.push(problemAt(o.file, [...o.path, 'role'], `unknown role "${a.role}"`));
+  a.requesters.forEach((g, i) => {
+    if (!groups.has(g))
+      problems.push(problemAt(o.file, [...o.path, 'requesters', i], `unknown group "${g}"`));
+  });
+  a.approvers.forEach((ap, i) => {
+    if (!groups.has(ap.group))
+      problems.push(problemAt(o.file, [...o.path, 'approvers', i, 'group'], `unknown group "${ap.group}"`));
+  });
+  return {
+    id: `access:${a.role}`,
+    role: a.role,
+    requesters: new Set(a.requesters),
+    approvers: a.approvers.map((x) => ({ group: x.group, count: x.count })),
+    maxSeconds: parseTtl(a.max_duration),
+    breakGlass: a.break_glass === true,
   };
 }
 
@@ -388,6 +417,12 @@ export function compilePolicy(
     collect<RawApproval>(docs, 'approvals'),
     (a) => a.name,
     'approval rule',
+    problems,
+  );
+  const accessRequests = uniqueBy(
+    collect<RawAccessRequest>(docs, 'access_requests'),
+    (a) => a.role,
+    'access request rule',
     problems,
   );
   const appendOnly = uniqueBy(collect<string>(docs, 'append_only'), (t) => t, 'append-only table', problems);
@@ -434,6 +469,9 @@ export function compilePolicy(
   }
 
   const compiledApprovals = [...approvals.values()].map((o) => compileApproval(o, groups, problems));
+  const compiledAccess = new Map<string, CompiledAccessRequest>();
+  for (const [role, o] of accessRequests)
+    compiledAccess.set(role, compileAccessRequest(o, groups, roles, problems));
 
   const extraSettings = new Set<string>();
   for (const { file, data } of docs) {
@@ -458,6 +496,7 @@ export function compilePolicy(
     masks: compiledMasks,
     appendOnly: new Set(appendOnly.keys()),
     approvals: compiledApprovals,
+    accessRequests: compiledAccess,
     extraSettings,
     usesTime: allGrants.some((g) => (g.condition?.windows.length ?? 0) > 0),
     usesSource: allGrants.some((g) => (g.condition?.sources.length ?? 0) > 0),

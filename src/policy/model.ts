@@ -88,6 +88,21 @@ export interface RawApproval {
   approvers: { group: string; count: number }[];
   mode?: 'error' | 'wait';
   ttl?: string;
+  /** How many times an approved statement may run (default 1). */
+  uses?: number;
+}
+
+/** A role that principals may request for a limited time (just-in-time access). */
+export interface RawAccessRequest {
+  role: string;
+  description?: string;
+  /** Groups whose members may request the role. */
+  requesters: string[];
+  approvers: { group: string; count: number }[];
+  /** Longest grant, e.g. 4h (default 1h). */
+  max_duration?: string;
+  /** Whether a requester may activate the role alone in an emergency, with a reason, reviewed afterwards. */
+  break_glass?: boolean;
 }
 
 export interface RawPolicyDocument {
@@ -98,6 +113,7 @@ export interface RawPolicyDocument {
   masks?: RawMask[];
   append_only?: string[];
   approvals?: RawApproval[];
+  access_requests?: RawAccessRequest[];
   settings?: { allow?: string[] };
 }
 
@@ -186,6 +202,18 @@ export interface CompiledApproval {
   readonly mode: 'error' | 'wait';
   /** Seconds. */
   readonly ttlSeconds: number;
+  /** Runs an approval allows (at least 1). */
+  readonly uses: number;
+}
+
+export interface CompiledAccessRequest {
+  /** "access:<role>". */
+  readonly id: string;
+  readonly role: string;
+  readonly requesters: ReadonlySet<string>;
+  readonly approvers: readonly Approver[];
+  readonly maxSeconds: number;
+  readonly breakGlass: boolean;
 }
 
 /** A loaded, validated, compiled policy. Immutable: share it freely between sessions. */
@@ -197,6 +225,8 @@ export interface Policy {
   readonly masks: ReadonlyMap<string, readonly CompiledMask[]>;
   readonly appendOnly: ReadonlySet<string>;
   readonly approvals: readonly CompiledApproval[];
+  /** Just-in-time roles, by role name. */
+  readonly accessRequests: ReadonlyMap<string, CompiledAccessRequest>;
   readonly extraSettings: ReadonlySet<string>;
   /** Whether any grant depends on the clock or the source address (decides what a cache key must hold). */
   readonly usesTime: boolean;

@@ -205,6 +205,35 @@ export const POLICY_SCHEMA = {
           },
           mode: { enum: ['error', 'wait'] },
           ttl: { type: 'string', pattern: '^[1-9][0-9]{0,5}(s|m|h|d)$' },
+          uses: { type: 'integer', minimum: 1, maximum: 1000 },
+        },
+      },
+    },
+    access_requests: {
+      type: 'array',
+      items: {
+        type: 'object',
+        additionalProperties: false,
+        required: ['role', 'requesters', 'approvers'],
+        properties: {
+          role: { type: 'string', pattern: NAME },
+          description: { type: 'string' },
+          requesters: { ...stringList(NAME), minItems: 1 },
+          approvers: {
+            type: 'array',
+            minItems: 1,
+            items: {
+              type: 'object',
+              additionalProperties: false,
+              required: ['group', 'count'],
+              properties: {
+                group: { type: 'string', pattern: NAME },
+                count: { type: 'integer', minimum: 1, maximum: 100 },
+              },
+            },
+          },
+          max_duration: { type: 'string', pattern: '^[1-9][0-9]{0,5}(s|m|h|d)$' },
+          break_glass: { type: 'boolean' },
         },
       },
     },

@@ -33,6 +33,8 @@ export interface TestTarget {
   };
   /** Enforce the policy in this folder instead of allowing everything. */
   readonly policyFolder?: string;
+  /** Run from a signed bundle: the pinned root file, the bundle file, and (optionally) the state file. */
+  readonly bundle?: { root: string; path: string; state_file?: string };
 }
 
 export interface TestGatewayOptions {
@@ -42,6 +44,10 @@ export interface TestGatewayOptions {
   readonly tls?: { cert_file: string; key_file: string; required?: boolean };
   readonly limits?: { max_message_bytes?: number; startup_timeout_ms?: number; max_connections?: number };
   readonly gatewayOptions?: GatewayOptions;
+  /** Use this folder for state (and leave it in place at stop) instead of a fresh temporary one. */
+  readonly dir?: string;
+  /** An audit log section, as written in YAML (relative paths resolve against the state folder). */
+  readonly audit?: { dir: string; origin: string; checkpoint_interval_ms?: number };
 }
 
 export interface TestGateway {
@@ -66,7 +72,7 @@ function verifier(password: string): string {
 }
 
 export async function startTestGateway(o: TestGatewayOptions): Promise<TestGateway> {
-  const dir = mkdtempSync(join(tmpdir(), 'warden-gw-'));
+  const dir = o.dir ?? mkdtempSync(join(tmpdir(), 'warden-gw-'));
   const targets = o.targets.map((t, i) => {
     const name = t.name ?? (i === 0 ? 'main' : `t${i}`);
     const login: Record<string, string> = { user: t.user };
@@ -83,7 +89,12 @@ export async function startTestGateway(o: TestGatewayOptions): Promise<TestGatew
       environment: 'test',
       ...(t.tls ? { tls: t.tls } : {}),
       logins: { app: login },
-      policy: t.policyFolder === undefined ? 'allow_all' : { folder: t.policyFolder },
+      policy:
+        t.bundle !== undefined
+          ? { bundle: t.bundle }
+          : t.policyFolder === undefined
+            ? 'allow_all'
+            : { folder: t.policyFolder },
     };
   });
   const raw = {
@@ -91,6 +102,7 @@ export async function startTestGateway(o: TestGatewayOptions): Promise<TestGatew
     state_dir: dir,
     ...(o.tls ? { tls: o.tls } : {}),
     ...(o.limits ? { limits: o.limits } : {}),
+    ...(o.audit ? { audit: o.audit } : {}),
     users: o.users.map((u) => ({
       name: u.name,
       kind: u.kind ?? 'human',
@@ -104,10 +116,16 @@ export async function startTestGateway(o: TestGatewayOptions): Promise<TestGatew
   };
   const config = buildGatewayConfig(raw, dir);
   const hook = o.hook;
-  const gateway = await startGateway(config, {
-    ...(o.gatewayOptions ?? {}),
-    ...(hook ? { hookFor: () => hook } : {}),
-  });
+  let gateway: Gateway;
+  try {
+    gateway = await startGateway(config, {
+      ...(o.gatewayOptions ?? {}),
+      ...(hook ? { hookFor: () => hook } : {}),
+    });
+  } catch (e) {
+    if (o.dir === undefined) rmSync(dir, { recursive: true, force: true });
+    throw e;
+  }
   const port = gateway.pg.port;
   const clientConfig = (user: string, password: string, database = 'main'): pg.ClientConfig => ({
     host: '127.0.0.1',
@@ -130,7 +148,7 @@ export async function startTestGateway(o: TestGatewayOptions): Promise<TestGatew
     },
     async stop() {
       await gateway.close(500);
-      rmSync(dir, { recursive: true, force: true });
+      if (o.dir === undefined) rmSync(dir, { recursive: true, force: true });
     },
   };
 }

@@ -1,0 +1,33 @@
+// Command line of `npm run bench`: which suites to run and whether to keep runs short.
+
+export const SUITES = ['pgbench', 'analysis', 'audit'] as const;
+export type Suite = (typeof SUITES)[number];
+
+export const USAGE = `usage: npm run bench [-- [${SUITES.join('|')} ...] [--quick]]
+
+  pgbench    TPS and latency: direct vs pgbouncer vs Warden (needs postgres, pgbench; pgbouncer optional)
+  analysis   SQL analysis and policy decision time, cold and cached (µs)
+  audit      durable audit append throughput and verifyLog speed
+  --quick    short runs (3 s pgbench runs, one round; fewer iterations)
+
+With no suite named, all of them run. Results: bench/results/latest.json.`;
+
+export interface CliArgs {
+  /** Suites in the order given (each once); all of them when none is named. */
+  readonly suites: readonly Suite[];
+  readonly quick: boolean;
+}
+
+/** Parses the command line; 'help' for -h/--help; throws with a message for anything unknown. */
+export function parseArgs(argv: readonly string[]): CliArgs | 'help' {
+  const suites: Suite[] = [];
+  let quick = false;
+  for (const a of argv) {
+    if (a === '--quick') quick = true;
+    else if (a === '--help' || a === '-h') return 'help';
+    else if ((SUITES as readonly string[]).includes(a)) {
+      if (!suites.includes(a as Suite)) suites.push(a as Suite);
+    } else throw new Error(`unknown argument: ${a}`);
+  }
+  return { suites: suites.length === 0 ? [...SUITES] : suites, quick };
+}
