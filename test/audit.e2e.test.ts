@@ -167,7 +167,14 @@ describe('audit on the statement path (end to end)', () => {
     );
     assert.deepEqual(insert.decision, { effect: 'allow', rules: ['allow-all'], reasons: [] });
     assert.equal(select.path, 'parse');
-    assert.equal(select.paramsHash, null);
+    assert.equal(select.paramsHash, null, 'parameters are recorded per Bind, not at Parse');
+    const bind = es.find((e) => e.kind === 'statement.bind' && e.statementId === select.id);
+    assert.ok(
+      bind?.kind === 'statement.bind',
+      'the Bind of the parameterised query is recorded, linked to its Parse',
+    );
+    assert.match(bind.paramsHash, /^[0-9a-f]{64}$/);
+    assert.ok(es.indexOf(select) < es.indexOf(bind));
     assert.deepEqual(denied.decision, {
       effect: 'deny',
       rules: ['no-forbidden'],

@@ -88,6 +88,17 @@ export interface StatementEntry extends Base<'statement'> {
   readonly policyVersion: number | string;
 }
 
+/** Parameters bound to a prepared statement (extended protocol), recorded before the Bind is forwarded. */
+export interface StatementBindEntry extends Base<'statement.bind'> {
+  /** The `id` of the statement entry of the Parse this Bind refers to, when this log recorded it. */
+  readonly statementId: string | null;
+  readonly sessionId: string;
+  /** The prepared statement's name ('' is the unnamed one). */
+  readonly statementName: string;
+  /** Hex SHA-256 over the parameter formats and values (NULL distinct from empty). */
+  readonly paramsHash: string;
+}
+
 export interface StatementOutcomeEntry extends Base<'statement.outcome'> {
   /** The `id` of the statement entry this outcome belongs to. */
   readonly statementId: string;
@@ -132,6 +143,7 @@ export type AuditEntry =
   | AuthFailureEntry
   | StatementEntry
   | StatementOutcomeEntry
+  | StatementBindEntry
   | ApprovalEntry
   | ConfigEntry;
 
@@ -220,6 +232,12 @@ const SHAPES: Readonly<Record<string, Shape>> = {
     path: 'string',
     decision: 'decision',
     policyVersion: 'int|string',
+  },
+  'statement.bind': {
+    statementId: 'string|null',
+    sessionId: 'string',
+    statementName: 'string',
+    paramsHash: 'string',
   },
   'statement.outcome': {
     statementId: 'string',

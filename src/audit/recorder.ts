@@ -4,8 +4,9 @@
 // recorder appends a `statement` entry with the decision and awaits its durability (group commit batches the
 // appends of concurrent sessions) -> only then is the verdict returned and the statement forwarded. When the
 // statement has run, outcome() appends a `statement.outcome` entry linked by the statement entry's id.
-import { WardenError, isWardenError } from '../core/errors.js';
+import { ERRORS, WardenError, isWardenError } from '../core/errors.js';
 import type {
+  BindRequest,
   SessionContext,
   SessionEvents,
   StatementHook,
@@ -40,6 +41,9 @@ type AuditedVerdict = StatementVerdict & { readonly [AUDIT_STATEMENT_ID]?: strin
 export function auditStatementId(verdict: StatementVerdict): string | undefined {
   return (verdict as AuditedVerdict)[AUDIT_STATEMENT_ID];
 }
+
+/** Prepared statement names remembered per session for linking Bind entries. */
+const MAX_PREPARED_PER_SESSION = 1000;
 
 export type AuditFailureKind = 'statement' | 'outcome' | 'event';
 
@@ -153,7 +157,11 @@ export class AuditRecorder {
           // an inner outcome sink never breaks the session (as the session itself treats it)
         }
       },
-      sessionClosed: (id) => inner.sessionClosed?.(id),
+      bind: (req) => this.bind(inner, req),
+      sessionClosed: (id) => {
+        this.prepared.delete(id);
+        inner.sessionClosed?.(id);
+      },
     };
     return hook;
   }
@@ -182,7 +190,7 @@ export class AuditRecorder {
         principal: principalRecord(s),
         target: s.target,
         text: req.sql,
-        // The hook sees Parse only: bound parameter values arrive later in Bind, which the session does not pass.
+        // Parameters arrive later, in Bind: each Bind has its own `statement.bind` entry linked to this one.
         paramsHash: null,
         path: req.path,
         decision: decisionRecord(verdict),
@@ -191,6 +199,8 @@ export class AuditRecorder {
       });
       await this.log.append(entry);
       id = entry.id;
+      if (req.path === 'parse' && verdict.action === 'allow')
+        this.rememberPrepared(s.sessionId, req.statementName ?? '', id);
     } catch (e) {
       this.stats.statementFailures++;
       this.report('statement', e);
@@ -205,6 +215,55 @@ export class AuditRecorder {
       };
     }
     return { ...verdict, [AUDIT_STATEMENT_ID]: id } as AuditedVerdict;
+  }
+
+  /** Per session: prepared statement name → the id of its statement entry (bounded; cleared at session close). */
+  private readonly prepared = new Map<string, Map<string, string>>();
+
+  private rememberPrepared(sessionId: string, name: string, id: string): void {
+    let m = this.prepared.get(sessionId);
+    if (m === undefined) {
+      m = new Map();
+      this.prepared.set(sessionId, m);
+    }
+    m.delete(name);
+    m.set(name, id);
+    if (m.size > MAX_PREPARED_PER_SESSION) m.delete(m.keys().next().value as string);
+  }
+
+  /**
+   * A Bind: the hash of its parameters is made durable, linked to the Parse's statement entry, before the Bind
+   * is forwarded. If it cannot be recorded the Bind is refused (58030), so no parameters run unrecorded.
+   */
+  private async bind(inner: StatementHook, req: BindRequest): Promise<StatementVerdict | undefined> {
+    let verdict: StatementVerdict | undefined;
+    try {
+      verdict = await inner.bind?.(req);
+    } catch (e) {
+      verdict = isWardenError(e)
+        ? { action: 'deny', sqlstate: e.sqlstate, message: e.message }
+        : { action: 'deny', sqlstate: '42501', message: 'denied: the parameters could not be decided' };
+    }
+    try {
+      await this.maybeRecover();
+      const sessionId = req.session.sessionId;
+      await this.log.append(
+        makeEntry<AuditEntry>({
+          kind: 'statement.bind',
+          statementId: this.prepared.get(sessionId)?.get(req.statementName) ?? null,
+          sessionId,
+          statementName: req.statementName,
+          paramsHash: req.paramsHash,
+          time: this.now(),
+        }),
+      );
+    } catch (e) {
+      this.stats.statementFailures++;
+      this.report('statement', e);
+      if (verdict?.action === 'deny') return verdict;
+      return { action: 'deny', sqlstate: ERRORS.AUDIT_UNAVAILABLE.sqlstate, message: AUDIT_REFUSAL_MESSAGE };
+    }
+    return verdict;
   }
 
   /** After a store failure, retries `recover()` on the statement path, at most once per interval. */
