@@ -192,9 +192,51 @@ function canon(v: unknown, path: string): string {
   }
 }
 
+/** Thrown by the fast path; the slow path then runs again to name the offending field. */
+const NOT_CANONICAL = Symbol('not canonical');
+
+/** The same encoding as `canon`, without building field paths (the hot path of every append). */
+function canonFast(v: unknown): string {
+  if (v === null) return 'null';
+  switch (typeof v) {
+    case 'boolean':
+      return v ? 'true' : 'false';
+    case 'number':
+      if (!Number.isSafeInteger(v)) throw NOT_CANONICAL;
+      return Object.is(v, -0) ? '0' : String(v);
+    case 'string':
+      return JSON.stringify(v);
+    case 'object': {
+      if (Array.isArray(v)) {
+        let out = '[';
+        for (let i = 0; i < v.length; i++) out += (i === 0 ? '' : ',') + canonFast(v[i]);
+        return out + ']';
+      }
+      const proto = Object.getPrototypeOf(v) as unknown;
+      if (proto !== Object.prototype && proto !== null) throw NOT_CANONICAL;
+      const keys = Object.keys(v).sort();
+      let out = '{';
+      for (let i = 0; i < keys.length; i++) {
+        const k = keys[i] as string;
+        out += (i === 0 ? '' : ',') + JSON.stringify(k) + ':' + canonFast((v as Record<string, unknown>)[k]);
+      }
+      return out + '}';
+    }
+    default:
+      throw NOT_CANONICAL;
+  }
+}
+
 /** Canonical JSON bytes of any JSON value (sorted keys, no whitespace, integers only). */
 export function canonicalJson(value: unknown): Uint8Array {
-  return Buffer.from(canon(value, '$'), 'utf8');
+  let text: string;
+  try {
+    text = canonFast(value);
+  } catch (e) {
+    if (e !== NOT_CANONICAL) throw e;
+    text = canon(value, '$'); // throws an EntryError naming the field
+  }
+  return Buffer.from(text, 'utf8');
 }
 
 // ---- shapes ----
