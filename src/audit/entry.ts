@@ -193,7 +193,8 @@ function canon(v: unknown, path: string): string {
 }
 
 /** Thrown by the fast path; the slow path then runs again to name the offending field. */
-const NOT_CANONICAL = Symbol('not canonical');
+class NotCanonical extends Error {}
+const NOT_CANONICAL = new NotCanonical('not canonical');
 
 /** The same encoding as `canon`, without building field paths (the hot path of every append). */
 function canonFast(v: unknown): string {
