@@ -15,9 +15,12 @@ import type { StatementHook } from '../src/core/context.js';
 import { fmt, fmtRatio, median, ratio } from './lib.js';
 import type { BenchOptions, Table } from './lib.js';
 
-/** `warden`: every statement decided by a realistic policy; `enforced`: the same policy plus the write-ahead audit log. */
-export type Endpoint = 'direct' | 'pgbouncer' | 'warden' | 'enforced';
-export const ENDPOINTS: readonly Endpoint[] = ['direct', 'pgbouncer', 'warden', 'enforced'];
+/**
+ * `warden`: the bare statement path (allow_all hook, or the hook given); `policy`: every statement decided by a
+ * realistic policy; `enforced`: the same policy plus the write-ahead audit log.
+ */
+export type Endpoint = 'direct' | 'pgbouncer' | 'warden' | 'policy' | 'enforced';
+export const ENDPOINTS: readonly Endpoint[] = ['direct', 'pgbouncer', 'warden', 'policy', 'enforced'];
 
 /** The policy the `enforced` endpoint decides every statement with. */
 const BENCH_POLICY = fileURLToPath(new URL('./fixtures/pgbench-policy', import.meta.url));
@@ -53,7 +56,7 @@ export interface PgbenchResults {
   readonly scale: number;
   readonly durationSec: number;
   readonly rounds: number;
-  /** What the Warden statement hook was (the pgbench policy unless a hook was given). */
+  /** What the bare Warden endpoint's statement hook was ('allow_all' unless a hook was given). */
   readonly hook: string;
   readonly pgbouncer: 'session pool' | 'not installed';
   readonly rows: readonly PgbenchRow[];
@@ -61,7 +64,7 @@ export interface PgbenchResults {
 }
 
 export interface PgbenchBenchOptions extends BenchOptions {
-  /** Statement hook for Warden's target; default: the pgbench policy in bench/fixtures/pgbench-policy. */
+  /** Statement hook of the bare Warden endpoint; default: allow_all (the hook path runs all the same). */
   readonly hook?: StatementHook;
   /** A short name for the hook, printed with the results. */
   readonly hookName?: string;
@@ -115,6 +118,7 @@ export async function runPgbenchBench(o: PgbenchBenchOptions): Promise<PgbenchRe
   let bouncer: PgbouncerInstance | null = null;
   let gw: TestGateway | undefined;
   let enforced: TestGateway | undefined;
+  let withPolicy: TestGateway | undefined;
   let unregister = (): void => undefined;
   try {
     o.log('pgbench: starting PostgreSQL');
@@ -156,11 +160,24 @@ export async function runPgbenchBench(o: PgbenchBenchOptions): Promise<PgbenchRe
           database: DB,
           user: USER,
           password: upstreamPassword,
-          ...(o.hook === undefined ? { policyFolder: BENCH_POLICY } : {}),
         },
       ],
       users: [{ name: USER, password: wardenPassword, kind: 'service' }],
       ...(o.hook === undefined ? {} : { hook: o.hook }),
+    });
+    o.log('pgbench: starting Warden with the pgbench policy');
+    withPolicy = await startTestGateway({
+      targets: [
+        {
+          name: DB,
+          port: pgi.port,
+          database: DB,
+          user: USER,
+          password: upstreamPassword,
+          policyFolder: BENCH_POLICY,
+        },
+      ],
+      users: [{ name: USER, password: wardenPassword, kind: 'service' }],
     });
     o.log('pgbench: starting Warden with the pgbench policy and the audit log');
     enforced = await startTestGateway({
@@ -178,7 +195,7 @@ export async function runPgbenchBench(o: PgbenchBenchOptions): Promise<PgbenchRe
       audit: { dir: 'audit', origin: 'bench.warden.local/audit', checkpoint_interval_ms: 1000 },
     });
     // PostgreSQL and pgbouncer clean up after themselves at exit; the gateways' state folders need this.
-    const dirs = [gw.dir, enforced.dir];
+    const dirs = [gw.dir, withPolicy.dir, enforced.dir];
     unregister = registerCleanup(() => {
       for (const d of dirs) rmSync(d, { recursive: true, force: true });
     });
@@ -186,6 +203,7 @@ export async function runPgbenchBench(o: PgbenchBenchOptions): Promise<PgbenchRe
     const targets: Partial<Record<Endpoint, ClientTarget>> = {
       direct,
       warden: { ...direct, port: gw.port, password: wardenPassword },
+      policy: { ...direct, port: withPolicy.port, password: wardenPassword },
       enforced: { ...direct, port: enforced.port, password: wardenPassword },
     };
     if (bouncer !== null) targets.pgbouncer = { ...direct, port: bouncer.port };
@@ -195,7 +213,13 @@ export async function runPgbenchBench(o: PgbenchBenchOptions): Promise<PgbenchRe
     let failures = 0;
     const configs = configurations();
     for (const [ci, cfg] of configs.entries()) {
-      const runs: Record<Endpoint, PgbenchRun[]> = { direct: [], pgbouncer: [], warden: [], enforced: [] };
+      const runs: Record<Endpoint, PgbenchRun[]> = {
+        direct: [],
+        pgbouncer: [],
+        warden: [],
+        policy: [],
+        enforced: [],
+      };
       for (let round = 0; round < rounds; round++) {
         // INVARIANT: within a round every endpoint runs the same configuration back to back, so drift on this
         // shared machine hits all three alike; rotating the order keeps any one of them from always going first.
@@ -230,6 +254,7 @@ export async function runPgbenchBench(o: PgbenchBenchOptions): Promise<PgbenchRe
         direct: medianOf(runs.direct, f),
         pgbouncer: medianOf(runs.pgbouncer, f),
         warden: medianOf(runs.warden, f),
+        policy: medianOf(runs.policy, f),
         enforced: medianOf(runs.enforced, f),
       });
       rows.push({ ...cfg, runs, tps: pick((r) => r.tps), latencyMs: pick((r) => r.latencyAvgMs) });
@@ -238,8 +263,7 @@ export async function runPgbenchBench(o: PgbenchBenchOptions): Promise<PgbenchRe
       scale: SCALE,
       durationSec,
       rounds,
-      hook:
-        o.hookName ?? (o.hook === undefined ? 'pgbench policy (bench/fixtures/pgbench-policy)' : 'custom'),
+      hook: o.hookName ?? (o.hook === undefined ? 'allow_all' : 'custom'),
       pgbouncer: bouncer === null ? 'not installed' : 'session pool',
       rows,
       failures,
@@ -247,6 +271,9 @@ export async function runPgbenchBench(o: PgbenchBenchOptions): Promise<PgbenchRe
   } finally {
     // Each stop is independent: one failing must not leave the others running.
     await gw?.stop().catch((e: unknown) => o.log(`pgbench: stopping Warden failed: ${String(e)}`));
+    await withPolicy
+      ?.stop()
+      .catch((e: unknown) => o.log(`pgbench: stopping Warden (policy) failed: ${String(e)}`));
     await enforced
       ?.stop()
       .catch((e: unknown) => o.log(`pgbench: stopping Warden (enforced) failed: ${String(e)}`));
@@ -260,7 +287,8 @@ export function pgbenchTable(r: PgbenchResults): Table {
   return {
     title:
       `pgbench, scale ${r.scale}, -T ${r.durationSec} s, median of ${r.rounds} alternating round(s); ` +
-      `Warden hook: ${r.hook}; pgbouncer: ${r.pgbouncer}`,
+      `bare Warden hook: ${r.hook}; +policy: bench/fixtures/pgbench-policy; +audit: write-ahead file store; ` +
+      `pgbouncer: ${r.pgbouncer}`,
     columns: [
       'workload',
       'clients',
@@ -269,12 +297,14 @@ export function pgbenchTable(r: PgbenchResults): Table {
       'TPS Warden',
       'Warden/direct',
       'Warden/pgbouncer',
-      'TPS Warden+policy+audit',
-      'enforced/direct',
+      'TPS +policy',
+      'policy/pgbouncer',
+      'TPS +policy+audit',
       'enforced/pgbouncer',
       'lat direct ms',
       'lat pgbouncer ms',
       'lat Warden ms',
+      'lat policy ms',
       'lat enforced ms',
     ],
     rows: r.rows.map((x) => [
@@ -285,12 +315,14 @@ export function pgbenchTable(r: PgbenchResults): Table {
       fmt(x.tps.warden),
       fmtRatio(ratio(x.tps.warden, x.tps.direct)),
       fmtRatio(ratio(x.tps.warden, x.tps.pgbouncer)),
+      fmt(x.tps.policy),
+      fmtRatio(ratio(x.tps.policy, x.tps.pgbouncer)),
       fmt(x.tps.enforced),
-      fmtRatio(ratio(x.tps.enforced, x.tps.direct)),
       fmtRatio(ratio(x.tps.enforced, x.tps.pgbouncer)),
       fmt(x.latencyMs.direct, 3),
       fmt(x.latencyMs.pgbouncer, 3),
       fmt(x.latencyMs.warden, 3),
+      fmt(x.latencyMs.policy, 3),
       fmt(x.latencyMs.enforced, 3),
     ]),
     notes: [
