@@ -1,6 +1,7 @@
 // Audit entries: typed, versioned records and their canonical JSON encoding (the exact bytes that are hashed into the log).
 // Canonical form: RFC 8785 (JCS) restricted to what entries use: sorted keys, no whitespace, UTF-8, integers only.
 // @see https://www.rfc-editor.org/rfc/rfc8785
+import { NotCanonicalError, canonicalJsonText } from '../core/canonical-json.js';
 import { randomUUID } from 'node:crypto';
 
 export const ENTRY_VERSION = 1;
@@ -165,79 +166,14 @@ export function makeEntry<E extends AuditEntry>(input: EntryInput<E>): E {
 
 // ---- canonical JSON ----
 
-function canon(v: unknown, path: string): string {
-  if (v === null) return 'null';
-  switch (typeof v) {
-    case 'boolean':
-      return v ? 'true' : 'false';
-    case 'number':
-      // INVARIANT: only safe integers; floats, NaN and infinities have no single canonical form here.
-      if (!Number.isSafeInteger(v)) throw new EntryError(`${path} is not a safe integer`);
-      return Object.is(v, -0) ? '0' : String(v);
-    case 'string':
-      return JSON.stringify(v);
-    case 'object': {
-      if (Array.isArray(v)) return `[${v.map((x, i) => canon(x, `${path}[${i}]`)).join(',')}]`;
-      const proto = Object.getPrototypeOf(v) as unknown;
-      if (proto !== Object.prototype && proto !== null) throw new EntryError(`${path} is not a plain object`);
-      const keys = Object.keys(v).sort();
-      const parts: string[] = [];
-      for (const k of keys) {
-        parts.push(`${JSON.stringify(k)}:${canon((v as Record<string, unknown>)[k], `${path}.${k}`)}`);
-      }
-      return `{${parts.join(',')}}`;
-    }
-    default:
-      throw new EntryError(`${path} has unsupported type ${typeof v}`);
-  }
-}
-
-/** Thrown by the fast path; the slow path then runs again to name the offending field. */
-class NotCanonical extends Error {}
-const NOT_CANONICAL = new NotCanonical('not canonical');
-
-/** The same encoding as `canon`, without building field paths (the hot path of every append). */
-function canonFast(v: unknown): string {
-  if (v === null) return 'null';
-  switch (typeof v) {
-    case 'boolean':
-      return v ? 'true' : 'false';
-    case 'number':
-      if (!Number.isSafeInteger(v)) throw NOT_CANONICAL;
-      return Object.is(v, -0) ? '0' : String(v);
-    case 'string':
-      return JSON.stringify(v);
-    case 'object': {
-      if (Array.isArray(v)) {
-        let out = '[';
-        for (let i = 0; i < v.length; i++) out += (i === 0 ? '' : ',') + canonFast(v[i]);
-        return out + ']';
-      }
-      const proto = Object.getPrototypeOf(v) as unknown;
-      if (proto !== Object.prototype && proto !== null) throw NOT_CANONICAL;
-      const keys = Object.keys(v).sort();
-      let out = '{';
-      for (let i = 0; i < keys.length; i++) {
-        const k = keys[i] as string;
-        out += (i === 0 ? '' : ',') + JSON.stringify(k) + ':' + canonFast((v as Record<string, unknown>)[k]);
-      }
-      return out + '}';
-    }
-    default:
-      throw NOT_CANONICAL;
-  }
-}
-
 /** Canonical JSON bytes of any JSON value (sorted keys, no whitespace, integers only). */
 export function canonicalJson(value: unknown): Uint8Array {
-  let text: string;
   try {
-    text = canonFast(value);
+    return Buffer.from(canonicalJsonText(value), 'utf8');
   } catch (e) {
-    if (e !== NOT_CANONICAL) throw e;
-    text = canon(value, '$'); // throws an EntryError naming the field
+    if (e instanceof NotCanonicalError) throw new EntryError(e.message);
+    throw e;
   }
-  return Buffer.from(text, 'utf8');
 }
 
 // ---- shapes ----

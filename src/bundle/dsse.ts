@@ -2,6 +2,7 @@
 // @see https://github.com/secure-systems-lab/dsse/blob/master/protocol.md
 // @see https://github.com/secure-systems-lab/dsse/blob/master/envelope.md
 
+import { NotCanonicalError, canonicalJsonText } from '../core/canonical-json.js';
 import { createHash } from 'node:crypto';
 import { BundleError } from './errors.js';
 import type { KnownKey, SigningKey } from './keys.js';
@@ -146,36 +147,14 @@ export function verifySignatures(env: Envelope, keys: readonly KnownKey[]): Sign
 
 // ---- canonical JSON ----
 
-function canon(v: unknown, path: string): string {
-  if (v === null) return 'null';
-  switch (typeof v) {
-    case 'boolean':
-      return v ? 'true' : 'false';
-    case 'number':
-      // INVARIANT: only safe integers; floats have no single canonical text.
-      if (!Number.isSafeInteger(v)) throw new BundleError('malformed', `${path} is not a safe integer`);
-      return Object.is(v, -0) ? '0' : String(v);
-    case 'string':
-      return JSON.stringify(v);
-    case 'object': {
-      if (Array.isArray(v)) return `[${v.map((x, i) => canon(x, `${path}[${i}]`)).join(',')}]`;
-      const proto = Object.getPrototypeOf(v) as unknown;
-      if (proto !== Object.prototype && proto !== null)
-        throw new BundleError('malformed', `${path} is not a plain object`);
-      const o = v as Record<string, unknown>;
-      return `{${Object.keys(o)
-        .sort()
-        .map((k) => `${JSON.stringify(k)}:${canon(o[k], `${path}.${k}`)}`)
-        .join(',')}}`;
-    }
-    default:
-      throw new BundleError('malformed', `${path} has unsupported type ${typeof v}`);
-  }
-}
-
 /** Canonical JSON: keys sorted by UTF-16 code units, no whitespace, safe integers only. */
 export function canonicalJson(value: unknown): Buffer {
-  return Buffer.from(canon(value, '$'), 'utf8');
+  try {
+    return Buffer.from(canonicalJsonText(value), 'utf8');
+  } catch (e) {
+    if (e instanceof NotCanonicalError) throw new BundleError('malformed', e.message);
+    throw e;
+  }
 }
 
 /** Parses canonical JSON bytes; refuses anything that would not re-encode to the same bytes. */
