@@ -38,6 +38,10 @@ import {
   writeActivationState,
 } from './bundle/index.js';
 import type { ActivatedBundle, RootDocument, VerifiedBundle } from './bundle/index.js';
+import { startAdminApi, type AdminApi } from './admin-api/server.js';
+import { createWardenMetrics, type WardenMetrics } from './admin-api/metrics.js';
+import { gatewayProviders, type BundleHistoryItem } from './admin-api/gateway-providers.js';
+import { meteredHook, sessionMetricsEvents, timedAppender } from './admin-api/gateway-metrics.js';
 
 /** A hook that lets every statement through. Only for targets that say `policy: allow_all` (tests, bring-up). */
 export const allowAllHook: StatementHook = { check: () => ({ action: 'allow' }) };
@@ -95,14 +99,25 @@ export interface Gateway {
   readonly pg: PgListener;
   /** The audit log, when the configuration has one. */
   readonly audit?: AuditLog;
+  /** The admin HTTP API, when the configuration has an `admin_api` section (`port` is the bound port). */
+  readonly adminApi?: { readonly port: number };
+  /** The metrics `/metrics` renders (present with the admin API). */
+  readonly metrics?: WardenMetrics;
   /** What every target runs now. */
   policies(): RunningPolicy[];
+  /** Bundles activated since start (startup included), oldest first. */
+  bundleHistory(): readonly BundleHistoryItem[];
+  /** The compiled policy a target enforces now; undefined for allow_all and custom hooks. */
+  policyOf(target: string): Policy | undefined;
   /**
    * Verifies the bundle envelope in `path` and, if it passes, makes it the policy of new statements of the target
    * (`target` may be omitted when exactly one target runs from a bundle). Open sessions stay open. Rejects with a
    * BundleError (its `reason`) when refused; the running bundle then stays in force.
    */
-  activateBundle(path: string, opts?: { readonly target?: string }): Promise<ActivationResult>;
+  activateBundle(
+    path: string,
+    opts?: { readonly target?: string; readonly trigger?: string },
+  ): Promise<ActivationResult>;
   /** Re-reads every bundle target's configured bundle file and activates it if it changed (SIGHUP). Never rejects. */
   reloadBundles(): Promise<ReloadResult[]>;
   /** Stops accepting, drains sessions (up to `drainMs`), then flushes and checkpoints the audit log. */
@@ -197,6 +212,11 @@ export async function startGateway(config: GatewayConfig, opts: GatewayOptions =
   const bundles = new Map<string, BundleTarget>();
   let audit: AuditLog | undefined;
   let recorder: AuditRecorder | undefined;
+  /** Compiled policies by target (folder and bundle targets), and every bundle run since start. */
+  const compiled = new Map<string, Policy>();
+  const history: BundleHistoryItem[] = [];
+  const metrics: WardenMetrics | undefined =
+    config.adminApi !== undefined ? createWardenMetrics() : undefined;
 
   /** Appends a `config.*` entry and waits until it is durable; a no-op without an audit log. */
   const recordConfig = async (kind: `config.${string}`, data: Record<string, JsonValue>): Promise<void> => {
@@ -270,6 +290,8 @@ export async function startGateway(config: GatewayConfig, opts: GatewayOptions =
       approvals: await approvalsFor(t, v.policy),
     });
     const activated: ActivatedBundle = { origin: v.payload.origin, version: v.payload.version, hash: v.hash };
+    compiled.set(t.name, v.policy);
+    history.push({ target: t.name, verified: v, activatedAt: now() });
     const prev = loaded.previous;
     if (prev === undefined || prev.version !== activated.version || prev.hash !== activated.hash)
       writeActivationState(files.stateFile, activated);
@@ -307,7 +329,7 @@ export async function startGateway(config: GatewayConfig, opts: GatewayOptions =
       const a = config.audit;
       // The embedded file store, or the PostgreSQL store (append-only at the database level) for replicas.
       audit = await openAuditLogFromConfig(a);
-      recorder = new AuditRecorder(audit);
+      recorder = new AuditRecorder(metrics !== undefined ? timedAppender(audit, metrics) : audit);
     }
     for (const t of config.targets.values()) {
       let hook: StatementHook;
@@ -323,6 +345,7 @@ export async function startGateway(config: GatewayConfig, opts: GatewayOptions =
         const digest = policyFolderDigest(t.policy.path);
         const info: RunningPolicy = { target: t.name, kind: 'folder', label: 'folder', hash: digest };
         const policy = loadPolicy(t.policy.path);
+        compiled.set(t.name, policy);
         const p = await createPolicyHook(t, policy, {
           version: { label: info.label, hash: digest },
           approvals: await approvalsFor(t, policy),
@@ -340,7 +363,8 @@ export async function startGateway(config: GatewayConfig, opts: GatewayOptions =
       } else {
         hook = await startBundleTarget(t, t.policy);
       }
-      hooks.set(t.name, hook);
+      // The metrics wrapper is outermost: it counts every verdict as the client sees it (audit refusals too).
+      hooks.set(t.name, metrics !== undefined ? meteredHook(hook, metrics) : hook);
     }
   } catch (e) {
     for (const p of policyHooks) await p.close();
@@ -401,6 +425,8 @@ export async function startGateway(config: GatewayConfig, opts: GatewayOptions =
       approvalServices.get(t.name)?.setPolicy(v.policy);
       b.currentPolicyHook = next;
       b.current = activated;
+      compiled.set(t.name, v.policy);
+      history.push({ target: t.name, verified: v, activatedAt: now() });
     } catch (e) {
       const reason = refusalReason(e);
       const message = e instanceof Error ? e.message : String(e);
@@ -451,14 +477,22 @@ export async function startGateway(config: GatewayConfig, opts: GatewayOptions =
       if (!h) throw new WardenError('CONFIG_INVALID', `no hook for target ${t.name}`);
       return h;
     },
-    events: combineEvents(recorder?.sessionEvents(), opts.events),
+    events: combineEvents(
+      recorder?.sessionEvents(),
+      metrics !== undefined ? sessionMetricsEvents(metrics) : undefined,
+      opts.events,
+    ),
     fakeSaltKey: fakeSaltKey(config.stateDir),
     ...(tlsContext ? { tlsContext } : {}),
   });
-  return {
+  let adminApi: AdminApi | undefined;
+  const gateway: Gateway = {
     pg,
     ...(audit ? { audit } : {}),
+    ...(metrics ? { metrics } : {}),
     policies: () => [...running.values()].map((f) => f()),
+    bundleHistory: () => [...history],
+    policyOf: (target) => compiled.get(target),
     activateBundle(path, o = {}) {
       let b: BundleTarget | undefined;
       if (o.target !== undefined) b = bundles.get(o.target);
@@ -472,7 +506,7 @@ export async function startGateway(config: GatewayConfig, opts: GatewayOptions =
               : 'several targets run from bundles: name the target';
         return Promise.reject(new WardenError('CONFIG_INVALID', why));
       }
-      return enqueue(b, path, 'activate');
+      return enqueue(b, path, o.trigger ?? 'activate');
     },
     async reloadBundles() {
       const out: ReloadResult[] = [];
@@ -491,6 +525,7 @@ export async function startGateway(config: GatewayConfig, opts: GatewayOptions =
       return out;
     },
     async close(drainMs?: number) {
+      await adminApi?.close();
       await pg.close(drainMs);
       for (const b of bundles.values()) await b.queue;
       for (const p of policyHooks) await p.close();
@@ -503,6 +538,31 @@ export async function startGateway(config: GatewayConfig, opts: GatewayOptions =
       }
     },
   };
+  if (config.adminApi === undefined || metrics === undefined) return gateway;
+  const a = config.adminApi;
+  try {
+    adminApi = await startAdminApi({
+      host: a.host,
+      port: a.port,
+      tokens: a.tokens,
+      ...(a.oidc !== undefined ? { oidc: a.oidc } : {}),
+      providers: gatewayProviders({
+        gateway,
+        targets: [...config.targets.values()],
+        ...(config.audit !== undefined ? { audit: config.audit } : {}),
+        approvals: approvalServices,
+        stateDir: config.stateDir,
+      }),
+      metrics,
+      log: (r) => log({ level: r.status >= 500 ? 'error' : 'info', ...r }),
+    });
+  } catch (e) {
+    await gateway.close(0);
+    throw e;
+  }
+  log({ level: 'info', msg: 'admin API listening', host: a.host, port: adminApi.port });
+  const apiPort = adminApi.port;
+  return { ...gateway, adminApi: { port: apiPort } };
 }
 
 /**

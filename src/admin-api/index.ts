@@ -40,3 +40,15 @@ export type { OidcSettings, JwksKey } from './jwt.js';
 export { listLiveSessions, sessionView } from './gateway-sessions.js';
 export type * from './providers.js';
 export { approvalsFromService, approvalView } from './approvals-adapter.js';
+export {
+  gatewayProviders,
+  auditProvider,
+  sessionsProvider,
+  policyProvider,
+  composedApprovals,
+  readinessChecks,
+  tcpReachable,
+} from './gateway-providers.js';
+export type { GatewaySource, GatewayProvidersOptions, BundleHistoryItem } from './gateway-providers.js';
+export { meteredHook, sessionMetricsEvents, timedAppender, decisionLabel } from './gateway-metrics.js';
+export { addTokenToFile, parseExpiry, parseRoles, readTokenRecords } from './token-file.js';

@@ -9,17 +9,23 @@ type Command = (argv: string[]) => Promise<number>;
 
 const commands: Record<string, { about: string; run: Command }> = {
   demo: {
-    about: 'start the embedded demo (PGlite + sample data + Warden on 127.0.0.1:15432)',
+    about: 'start the embedded demo (PGlite + sample data + Warden on 127.0.0.1:15432, admin API on :18432)',
     run: async (argv) => {
       const { values } = parseArgs({
         args: argv,
-        options: { dir: { type: 'string' }, port: { type: 'string' }, host: { type: 'string' } },
+        options: {
+          dir: { type: 'string' },
+          port: { type: 'string' },
+          host: { type: 'string' },
+          'api-port': { type: 'string' },
+        },
       });
       const { startDemo } = await import('../demo/demo.js');
       const demo = await startDemo({
         ...(values.dir !== undefined ? { dir: values.dir } : {}),
         ...(values.port !== undefined ? { port: Number(values.port) } : {}),
         ...(values.host !== undefined ? { host: values.host } : {}),
+        ...(values['api-port'] !== undefined ? { apiPort: Number(values['api-port']) } : {}),
       });
       await waitForSignal();
       await demo.stop();
@@ -98,6 +104,7 @@ commands['approvals'] = group(
   'approvals and just-in-time access: list, show, approve, deny, revoke, review, request',
   async () => (await import('./approvals.js')).approvalsCommands,
 );
+commands['api'] = group('admin API tokens: token create', async () => (await import('./api.js')).apiCommands);
 commands['witness'] = {
   about: 'run an independent checkpoint cosigner (C2SP tlog-witness): witness serve | keygen',
   run: async (argv) => (await import('./witness.js')).witnessCommand.run(argv),

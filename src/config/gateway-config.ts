@@ -9,6 +9,7 @@ import type { PrincipalKind } from '../core/context.js';
 import type { UpstreamTlsMode } from '../upstream/pg-connect.js';
 import { readSecret } from '../core/secrets.js';
 import { parseVerifier, type ParsedVerifier } from '../identity/scram.js';
+import { loadAdminApiConfig, type AdminApiConfig } from '../admin-api/config.js';
 
 export interface UserConfig {
   readonly name: string;
@@ -94,6 +95,8 @@ export interface GatewayConfig {
   readonly audit?: AuditConfig;
   readonly users: ReadonlyMap<string, UserConfig>;
   readonly targets: ReadonlyMap<string, TargetConfig>;
+  /** The admin HTTP API (sessions, audit, policy, approvals, metrics); absent: not started. */
+  readonly adminApi?: AdminApiConfig;
 }
 
 const identifier = { type: 'string', pattern: '^[A-Za-z_][A-Za-z0-9_.-]{0,62}$' } as const;
@@ -129,6 +132,8 @@ export const gatewayConfigSchema = {
       },
     },
     state_dir: { type: 'string' },
+    // Validated field by field by loadAdminApiConfig (src/admin-api/config.ts), which names the bad field.
+    admin_api: { type: 'object' },
     audit: {
       type: 'object',
       additionalProperties: false,
@@ -408,6 +413,7 @@ export function buildGatewayConfig(raw: unknown, baseDir: string): GatewayConfig
       : {}),
     users,
     targets,
+    ...(r.admin_api !== undefined ? { adminApi: loadAdminApiConfig(r.admin_api, baseDir) } : {}),
   };
 }
 function auditPostgres(p: any, path: (p: string) => string): AuditPostgresConfig {

@@ -1,6 +1,6 @@
 // `warden demo`: an embedded PostgreSQL (PGlite over its socket server) with sample data, sample users, and Warden in front.
 
-import { chmodSync, copyFileSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { chmodSync, copyFileSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { randomBytes } from 'node:crypto';
@@ -11,6 +11,8 @@ import { createVerifier } from '../identity/scram.js';
 import { loadGatewayConfig } from '../config/gateway-config.js';
 import { reloadOnSighup, startGateway, type Gateway } from '../main.js';
 import { DEMO_DATA_SQL, DEMO_SCHEMA_SQL, DEMO_USERS } from './sample-data.js';
+import { addTokenToFile } from '../admin-api/token-file.js';
+import type { ApiRole } from '../admin-api/roles.js';
 
 /**
  * The demo policy shipped in the package (`demo/policy`): two levels up from this module both as
@@ -28,10 +30,21 @@ export const DEMO_BUNDLE_DIR = fileURLToPath(new URL('../../demo/bundle', import
 /** The demo's audit log origin (also the name of its signing key). */
 export const DEMO_AUDIT_ORIGIN = 'demo.warden.local/audit';
 
+/** The admin API's default demo port, and the API roles of the sample users (one token each). */
+export const DEMO_API_PORT = 18432;
+export const DEMO_API_ROLES: Readonly<Record<string, readonly ApiRole[]>> = {
+  alice: ['viewer', 'auditor'],
+  bob: ['viewer'],
+  carol: ['approver'],
+};
+const API_TOKENS_FILE = 'api-tokens.yaml';
+
 export interface DemoOptions {
   readonly dir?: string;
   readonly port?: number;
   readonly host?: string;
+  /** The admin API's port: default 18432, or 0 (a free port) when `port` is 0. */
+  readonly apiPort?: number;
   readonly log?: (line: string) => void;
 }
 
@@ -40,11 +53,17 @@ export interface Demo {
   readonly dir: string;
   readonly port: number;
   readonly passwords: Readonly<Record<string, string>>;
+  /** The admin API's bound port and its base URL. */
+  readonly apiPort: number;
+  readonly apiUrl: string;
+  /** Admin API bearer tokens of the sample users (stored in the demo folder, mode 0600, like the passwords). */
+  readonly apiTokens: Readonly<Record<string, string>>;
   stop(): Promise<void>;
 }
 
 interface DemoState {
   readonly passwords: Record<string, string>;
+  apiTokens?: Record<string, string>;
 }
 
 /** Creates the demo's state on first run; later runs reuse it (same passwords, same data). */
@@ -58,12 +77,30 @@ function loadOrCreateState(dir: string): DemoState {
   return state;
 }
 
+/**
+ * One admin API token per sample user, made once: the hashes go to the token file the gateway reads, the tokens
+ * themselves to credentials.json (0600) so that every run can print them. A demo folder from before the API
+ * (or with its token file gone) gets a fresh set.
+ */
+function ensureApiTokens(dir: string, state: DemoState): Record<string, string> {
+  const tokensFile = join(dir, API_TOKENS_FILE);
+  if (state.apiTokens !== undefined && existsSync(tokensFile)) return state.apiTokens;
+  rmSync(tokensFile, { force: true });
+  const tokens: Record<string, string> = {};
+  for (const [user, roles] of Object.entries(DEMO_API_ROLES))
+    tokens[user] = addTokenToFile(tokensFile, { user, roles }).token;
+  state.apiTokens = tokens;
+  writeFileSync(join(dir, 'credentials.json'), JSON.stringify(state, null, 2) + '\n', { mode: 0o600 });
+  return tokens;
+}
+
 function writeConfig(
   dir: string,
   state: DemoState,
   upstreamPort: number,
   host: string,
   port: number,
+  apiPort: number,
 ): string {
   const file = join(dir, 'warden.yaml');
   // Verifiers are kept across runs so the file is stable; only the embedded server's port may change.
@@ -78,6 +115,7 @@ function writeConfig(
     listen: { host, port },
     state_dir: '.',
     audit: { dir: 'audit', origin: DEMO_AUDIT_ORIGIN, checkpoint_interval_ms: 5000 },
+    admin_api: { listen: { host, port: apiPort }, tokens_file: API_TOKENS_FILE },
     users: DEMO_USERS.map((u) => ({
       name: u.name,
       kind: u.kind,
@@ -118,6 +156,7 @@ export async function startDemo(opts: DemoOptions = {}): Promise<Demo> {
   const dir = resolve(opts.dir ?? '.warden-demo');
   mkdirSync(dir, { recursive: true, mode: 0o700 });
   const state = loadOrCreateState(dir);
+  const apiTokens = ensureApiTokens(dir, state);
   const db = await PGlite.create({ dataDir: join(dir, 'pgdata') });
   await db.exec(DEMO_SCHEMA_SQL);
   await db.exec(DEMO_DATA_SQL);
@@ -130,7 +169,8 @@ export async function startDemo(opts: DemoOptions = {}): Promise<Demo> {
   // First run: the shipped signed bundle becomes the running one; later runs keep whatever was activated.
   const running = join(dir, 'bundle.json');
   if (!existsSync(running)) copyFileSync(join(DEMO_BUNDLE_DIR, 'bundle.json'), running);
-  const configFile = writeConfig(dir, state, upstreamPort, host, port);
+  const apiPort = opts.apiPort ?? (port === 0 ? 0 : DEMO_API_PORT);
+  const configFile = writeConfig(dir, state, upstreamPort, host, port, apiPort);
   const config = loadGatewayConfig(configFile);
   let gateway: Gateway;
   try {
@@ -157,12 +197,22 @@ export async function startDemo(opts: DemoOptions = {}): Promise<Demo> {
     log(`  ${u.name.padEnd(6)} (${u.about})`);
     log(`    psql "postgresql://${u.name}:${state.passwords[u.name]}@${host}:${p}/demo"`);
   }
+  const boundApiPort = gateway.adminApi?.port ?? apiPort;
+  const apiUrl = `http://${host}:${boundApiPort}`;
+  log(`Admin API on ${apiUrl} (OpenAPI at ${apiUrl}/api/openapi.json). Bearer tokens of the sample users:`);
+  for (const [user, roles] of Object.entries(DEMO_API_ROLES)) {
+    log(`  ${user.padEnd(6)} (${roles.join(', ')})`);
+    log(`    curl -H "Authorization: Bearer ${apiTokens[user]}" ${apiUrl}/api/sessions`);
+  }
   log('Press Ctrl-C to stop.');
   return {
     gateway,
     dir,
     port: p,
     passwords: state.passwords,
+    apiPort: boundApiPort,
+    apiUrl,
+    apiTokens,
     async stop() {
       stopReload();
       await gateway.close(2000);

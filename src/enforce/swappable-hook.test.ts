@@ -122,6 +122,27 @@ describe('SwappableHook', () => {
     h.sessionClosed('s2');
     assert.deepEqual(closed, ['a:s1', 'b:s2']);
   });
+
+  // Regression: the swappable hook dropped Binds, so bundle targets recorded no parameter hashes.
+  it('forwards Binds to the current generation', async () => {
+    const seen: string[] = [];
+    const gen = (name: string) => ({
+      hook: {
+        check: () => ({ action: 'allow' as const }),
+        bind: (r: { paramsHash: string }) => {
+          seen.push(`${name}:${r.paramsHash}`);
+          return name === 'b' ? { action: 'deny' as const, sqlstate: '58030', message: 'no' } : undefined;
+        },
+      },
+      info: 0,
+    });
+    const h = new SwappableHook<number>(gen('a'));
+    const req = { paramsHash: 'h1' } as unknown as Parameters<typeof h.bind>[0];
+    assert.equal(await h.bind(req), undefined);
+    h.swap(gen('b'));
+    assert.equal((await h.bind({ ...req, paramsHash: 'h2' }))?.action, 'deny');
+    assert.deepEqual(seen, ['a:h1', 'b:h2']);
+  });
 });
 
 const POLICY_V1 = `

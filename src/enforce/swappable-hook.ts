@@ -6,7 +6,13 @@
 // INVARIANT: one statement is decided by exactly one inner hook, read once: never half the old policy and half
 // the new one.
 
-import type { StatementHook, StatementOutcome, StatementRequest, StatementVerdict } from '../core/context.js';
+import type {
+  BindRequest,
+  StatementHook,
+  StatementOutcome,
+  StatementRequest,
+  StatementVerdict,
+} from '../core/context.js';
 
 /** One policy generation: the hook statements go through, and what it is (shown to operators, recorded). */
 export interface HookGeneration<T> {
@@ -54,6 +60,11 @@ export class SwappableHook<T> implements StatementHook {
     }
     this.decidedBy.set(v, inner);
     return v;
+  }
+
+  /** Binds go to the current generation (its audit wrapper records the parameters' hash). */
+  bind(request: BindRequest): Promise<StatementVerdict | undefined> | StatementVerdict | undefined {
+    return this.gen.hook.bind?.(request);
   }
 
   outcome(o: StatementOutcome): void {

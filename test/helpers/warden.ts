@@ -48,6 +48,8 @@ export interface TestGatewayOptions {
   readonly dir?: string;
   /** An audit log section, as written in YAML (relative paths resolve against the state folder). */
   readonly audit?: { dir: string; origin: string; checkpoint_interval_ms?: number };
+  /** An `admin_api` section, as written in YAML (relative paths resolve against the state folder). */
+  readonly adminApi?: Record<string, unknown>;
 }
 
 export interface TestGateway {
@@ -103,6 +105,7 @@ export async function startTestGateway(o: TestGatewayOptions): Promise<TestGatew
     ...(o.tls ? { tls: o.tls } : {}),
     ...(o.limits ? { limits: o.limits } : {}),
     ...(o.audit ? { audit: o.audit } : {}),
+    ...(o.adminApi ? { admin_api: o.adminApi } : {}),
     users: o.users.map((u) => ({
       name: u.name,
       kind: u.kind ?? 'human',
