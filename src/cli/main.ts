@@ -104,6 +104,13 @@ commands['approvals'] = group(
   'approvals and just-in-time access: list, show, approve, deny, revoke, review, request',
   async () => (await import('./approvals.js')).approvalsCommands,
 );
+commands['request'] = {
+  about: 'ask for a role for a while: request --role R --for 2h --reason "..." (same as approvals request)',
+  run: async (argv) => {
+    const { approvalsCommands } = await import('./approvals.js');
+    return (approvalsCommands['request'] as { run(a: string[]): Promise<number> }).run(argv);
+  },
+};
 commands['api'] = group('admin API tokens: token create', async () => (await import('./api.js')).apiCommands);
 commands['witness'] = {
   about: 'run an independent checkpoint cosigner (C2SP tlog-witness): witness serve | keygen',
