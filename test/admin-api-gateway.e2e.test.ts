@@ -11,6 +11,7 @@ import { startPostgres, type PgInstance } from './harness/pg.js';
 import { startTestGateway, type TestGateway } from './helpers/warden.js';
 import { call } from '../src/admin-api/test-support.js';
 import { addTokenToFile } from '../src/admin-api/token-file.js';
+import type { ApprovalsIo } from '../src/cli/approvals.js';
 import { encodeEntry, type AuditEntry } from '../src/audit/entry.js';
 import { leafHash, verifyInclusion } from '../src/audit/merkle.js';
 import { openCheckpoint } from '../src/audit/checkpoint.js';
@@ -32,7 +33,7 @@ describe('admin API mounted in the gateway (real providers)', () => {
   let gw: TestGateway;
   let dir: string;
   let port: number;
-  const tokens = { alice: '', carol: '', vic: '' };
+  const tokens = { alice: '', carol: '', vic: '', bob: '' };
   const clients: pg.Client[] = [];
   const connect = async (who: keyof typeof PW): Promise<pg.Client> => {
     const c = await gw.connect(who, PW[who]);
@@ -48,6 +49,7 @@ describe('admin API mounted in the gateway (real providers)', () => {
     tokens.alice = addTokenToFile(tokenFile, { user: 'alice', roles: ['viewer', 'auditor'] }).token;
     tokens.carol = addTokenToFile(tokenFile, { user: 'carol', roles: ['approver'] }).token;
     tokens.vic = addTokenToFile(tokenFile, { user: 'vic', roles: ['viewer'] }).token;
+    tokens.bob = addTokenToFile(tokenFile, { user: 'bob', roles: ['approver'] }).token;
     upstream = await startPostgres({
       auth: 'scram',
       users: [{ name: 'app', password: UP_PASSWORD }],
@@ -206,5 +208,39 @@ describe('admin API mounted in the gateway (real providers)', () => {
     assert.equal(await count(), 0);
     const m = (await call(port, 'GET', '/metrics', { token: tokens.vic })).text;
     assert.ok(sample(m, 'warden_statements_total{decision="approval"}') >= 1, m);
+  });
+
+  it('warden approvals over the API: approvers act as themselves; the requester cannot approve their own request', async () => {
+    const { approvalsCommands } = await import('../src/cli/approvals.js');
+    const bob = await connect('bob');
+    const err = await bob.query('DELETE FROM orders').then(
+      () => assert.fail('the delete ran without approval'),
+      (e: { code?: string; message: string }) => e,
+    );
+    const id = /request (ar_[0-9a-f]{16})/.exec(err.message)?.[1];
+    assert.ok(id, err.message);
+    const out: string[] = [];
+    const io: ApprovalsIo = { out: (t) => void out.push(t), err: (t) => void out.push(`ERR ${t}`) };
+    const api = ['--api', `http://127.0.0.1:${port}`];
+    const run = (sub: string, args: string[]): Promise<number> =>
+      (approvalsCommands[sub] as { run(a: string[], io: ApprovalsIo): Promise<number> }).run(args, io);
+    assert.equal(
+      await run('list', [...api, '--token', tokens.carol, '--status', 'pending']),
+      0,
+      out.join('\n'),
+    );
+    assert.ok(out.join('\n').includes(id));
+    // bob holds the approver role, but it is his own request.
+    assert.equal(await run('approve', [id, ...api, '--token', tokens.bob, '--reason', 'mine']), 1);
+    assert.match(out.join('\n'), /ERR .*HTTP 403/);
+    // --as cannot be combined with --api: the token says who acts.
+    assert.equal(await run('approve', [id, ...api, '--token', tokens.carol, '--as', 'dave']), 2);
+    assert.equal(
+      await run('approve', [id, ...api, '--token', tokens.carol, '--reason', 'ok']),
+      0,
+      out.join('\n'),
+    );
+    assert.match(out.at(-1) ?? '', /"state": "approved"/);
+    await bob.end();
   });
 });

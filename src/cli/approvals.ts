@@ -1,9 +1,11 @@
 // The `warden approvals` commands: list, show, approve, deny, revoke, review requests, and request a just-in-time role.
 //
-// This is the offline/admin path: it acts on the approvals folder directly (the same approvals.jsonl the gateway
-// uses) and takes the acting identity from `--as <user>`, with groups from the policy folder. Whoever can write
-// that folder can act as anyone, so it is protected by file permissions (0700) on the gateway host; approvers on
-// the network use the admin API, which authenticates them. The gateway audits what this command writes.
+// Two paths. With `--api URL` (or WARDEN_API_URL) and a token (`--token` or WARDEN_API_TOKEN), list, show,
+// approve, deny and request go through the admin API, which authenticates the caller: an approver acts as
+// themselves. Without it, this is the offline/admin path: it acts on the approvals folder directly (the same
+// approvals.jsonl the gateway uses) and takes the acting identity from `--as <user>`, with groups from the policy
+// folder. Whoever can write that folder can act as anyone, so it is protected by file permissions (0700) on the
+// gateway host. The gateway audits what either path writes.
 
 import { parseArgs } from 'node:util';
 import { loadPolicy } from '../policy/index.js';
@@ -28,6 +30,9 @@ const COMMON = {
   reason: { type: 'string' },
   json: { type: 'boolean' },
   'webhook-url': { type: 'string' },
+  api: { type: 'string' },
+  token: { type: 'string' },
+  target: { type: 'string' },
 } as const;
 
 /** Parses durations like 90s, 15m, 2h, 1d (also a plain number of seconds). */
@@ -51,6 +56,9 @@ type Values = {
   for?: string;
   status?: string;
   'break-glass'?: boolean;
+  api?: string;
+  token?: string;
+  target?: string;
 };
 
 async function withService<T>(v: Values, fn: (svc: ApprovalService) => Promise<T> | T): Promise<T> {
@@ -109,10 +117,94 @@ function print(io: ApprovalsIo, v: Values, svc: ApprovalService, rs: readonly Ap
 
 type Run = (argv: string[], io?: ApprovalsIo) => Promise<number>;
 
+/** The admin API endpoint and bearer token, when the network path is chosen. */
+function apiOf(v: Values): { url: string; token: string } | undefined {
+  const url = v.api ?? process.env['WARDEN_API_URL'];
+  if (url === undefined || url === '') return undefined;
+  const token = v.token ?? process.env['WARDEN_API_TOKEN'];
+  if (token === undefined || token === '')
+    throw new UsageError('--token (or WARDEN_API_TOKEN) is required with --api');
+  if (v.as !== undefined) throw new UsageError('--as is not used with --api: the token says who you are');
+  return { url: url.replace(/\/+$/, ''), token };
+}
+
+/** One authenticated call to the admin API; prints the JSON answer, or the API's error and exits 1. */
+async function callApi(
+  api: { url: string; token: string },
+  io: ApprovalsIo,
+  method: 'GET' | 'POST',
+  path: string,
+  body?: unknown,
+): Promise<number> {
+  const res = await fetch(`${api.url}${path}`, {
+    method,
+    headers: {
+      authorization: `Bearer ${api.token}`,
+      ...(body !== undefined ? { 'content-type': 'application/json' } : {}),
+    },
+    ...(body !== undefined ? { body: JSON.stringify(body) } : {}),
+  });
+  const text = await res.text();
+  if (!res.ok) {
+    io.err(`warden approvals: ${method} ${path}: HTTP ${res.status}: ${text}`);
+    return 1;
+  }
+  io.out(text === '' ? '{}' : JSON.stringify(JSON.parse(text), null, 2));
+  return 0;
+}
+
+/** The network path of each subcommand that has one (list, show, approve, deny, request). */
+const viaApi: Record<
+  string,
+  (api: { url: string; token: string }, v: Values, pos: string[], io: ApprovalsIo) => Promise<number>
+> = {
+  list: (api, v, _pos, io) =>
+    callApi(
+      api,
+      io,
+      'GET',
+      `/api/approvals${v.status !== undefined && v.status !== 'all' ? `?state=${encodeURIComponent(v.status)}` : ''}`,
+    ),
+  show: (api, _v, pos, io) => callApi(api, io, 'GET', `/api/approvals/${encodeURIComponent(oneId(pos))}`),
+  approve: (api, v, pos, io) =>
+    callApi(
+      api,
+      io,
+      'POST',
+      `/api/approvals/${encodeURIComponent(oneId(pos))}/approve`,
+      v.reason !== undefined ? { reason: v.reason } : {},
+    ),
+  deny: (api, v, pos, io) =>
+    callApi(
+      api,
+      io,
+      'POST',
+      `/api/approvals/${encodeURIComponent(oneId(pos))}/deny`,
+      v.reason !== undefined ? { reason: v.reason } : {},
+    ),
+  request: (api, v, _pos, io) => {
+    if (v.role === undefined) throw new UsageError('--role is required');
+    if (v.for === undefined) throw new UsageError('--for <duration> is required');
+    if (v.reason === undefined) throw new UsageError('--reason is required');
+    return callApi(api, io, 'POST', '/api/requests', {
+      role: v.role,
+      durationMinutes: Math.max(1, Math.ceil(parseDuration(v.for) / 60)),
+      reason: v.reason,
+      ...(v.target !== undefined ? { target: v.target } : {}),
+    });
+  },
+};
+
 function command(
   about: string,
   extra: Record<string, { type: 'string' | 'boolean' }>,
   body: (v: Values, positionals: string[], io: ApprovalsIo) => Promise<number>,
+  network?: (
+    api: { url: string; token: string },
+    v: Values,
+    pos: string[],
+    io: ApprovalsIo,
+  ) => Promise<number>,
 ): { about: string; run: Run } {
   return {
     about,
@@ -123,6 +215,12 @@ function command(
           options: { ...COMMON, ...extra },
           allowPositionals: true,
         });
+        const api = apiOf(values);
+        if (api !== undefined) {
+          if (network === undefined)
+            throw new UsageError('this subcommand has no --api path; use the admin folder path');
+          return await network(api, values, positionals, io);
+        }
         return await body(values, positionals, io);
       } catch (e) {
         if (e instanceof UsageError || (e instanceof TypeError && 'code' in e)) {
@@ -149,13 +247,23 @@ const decide = (
     who: string,
     reason: string | undefined,
   ) => Promise<ApprovalRequest>,
+  network?: (
+    api: { url: string; token: string },
+    v: Values,
+    pos: string[],
+    io: ApprovalsIo,
+  ) => Promise<number>,
 ) =>
-  command(about, {}, async (v, pos, io) =>
-    withService(v, async (svc) => {
-      const r = await act(svc, oneId(pos), actor(v), v.reason);
-      print(io, v, svc, [r]);
-      return 0;
-    }),
+  command(
+    about,
+    {},
+    async (v, pos, io) =>
+      withService(v, async (svc) => {
+        const r = await act(svc, oneId(pos), actor(v), v.reason);
+        print(io, v, svc, [r]);
+        return 0;
+      }),
+    network,
   );
 
 /** The subcommands, in the shape `src/cli/main.ts` dispatches (`warden approvals <sub>`). */
@@ -171,23 +279,32 @@ export const approvalsCommands: Record<string, { about: string; run: Run }> = {
         else print(io, v, svc, rs);
         return 0;
       }),
+    viaApi['list'],
   ),
-  show: command('show one request: show <id>', {}, async (v, pos, io) =>
-    withService(v, (svc) => {
-      const r = svc.get(oneId(pos));
-      if (r === undefined) {
-        io.err(`no approval request ${pos[0] ?? ''}`);
-        return 1;
-      }
-      print(io, v, svc, [r]);
-      return 0;
-    }),
+  show: command(
+    'show one request: show <id>',
+    {},
+    async (v, pos, io) =>
+      withService(v, (svc) => {
+        const r = svc.get(oneId(pos));
+        if (r === undefined) {
+          io.err(`no approval request ${pos[0] ?? ''}`);
+          return 1;
+        }
+        print(io, v, svc, [r]);
+        return 0;
+      }),
+    viaApi['show'],
   ),
-  approve: decide('approve a request: approve <id> --as <user> [--reason ...]', (s, id, who, why) =>
-    s.approve(id, who, why),
+  approve: decide(
+    'approve a request: approve <id> (--api URL --token T | --as <user>) [--reason ...]',
+    (s, id, who, why) => s.approve(id, who, why),
+    viaApi['approve'],
   ),
-  deny: decide('deny a request (ends it): deny <id> --as <user> [--reason ...]', (s, id, who, why) =>
-    s.deny(id, who, why),
+  deny: decide(
+    'deny a request (ends it): deny <id> (--api URL --token T | --as <user>) [--reason ...]',
+    (s, id, who, why) => s.deny(id, who, why),
+    viaApi['deny'],
   ),
   revoke: decide('revoke an approval or active role: revoke <id> --as <user>', (s, id, who, why) =>
     s.revoke(id, who, why),
@@ -213,5 +330,6 @@ export const approvalsCommands: Record<string, { about: string; run: Run }> = {
         print(io, v, svc, [r]);
         return 0;
       }),
+    viaApi['request'],
   ),
 };
