@@ -42,6 +42,14 @@ describe('warden demo: admin API', () => {
           (b.json.bundles as { version: number; active: boolean }[]).map((x) => [x.version, x.active]),
           [[1, true]],
         );
+        // The printed console URL serves the console.
+        assert.ok(
+          lines.some((l) => l.includes(`Web console: http://127.0.0.1:${demo.apiPort}/`)),
+          lines.join('\n'),
+        );
+        const page = await fetch(`http://127.0.0.1:${demo.apiPort}/`);
+        assert.equal(page.status, 200);
+        assert.match(await page.text(), /<script type="module"/);
         // Roles as printed: bob is a viewer only, alice an auditor, carol an approver.
         const bobAudit = await call(demo.apiPort, 'GET', '/api/audit/verify', {
           token: tokens['bob'] as string,

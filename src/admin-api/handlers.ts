@@ -13,6 +13,7 @@ import type {
   AuditQuery,
   SessionView,
 } from './providers.js';
+import { API_ROLES, effectiveRoles, isApiRole } from './roles.js';
 import type { OperationId } from './routes.js';
 
 export type { OperationId };
@@ -129,6 +130,15 @@ export function buildHandlers(deps: {
       }),
 
     openapi: () => Promise.resolve(ok(deps.openapi)),
+
+    whoami(input) {
+      const id = identityOf(input);
+      const roles = effectiveRoles(id.roles.filter(isApiRole));
+      // Listed in API_ROLES order so the answer is stable.
+      return Promise.resolve(
+        ok({ user: id.user, via: id.via, roles: API_ROLES.filter((r) => roles.has(r)) }),
+      );
+    },
 
     async listSessions() {
       const sessions = await p.sessions.list();

@@ -224,6 +224,23 @@ export const ROUTES = [
     },
   },
   {
+    operationId: 'whoami',
+    method: 'GET',
+    path: '/api/whoami',
+    summary: 'The authenticated caller and the API roles it holds (with implied ones), e.g. for the console.',
+    auth: 'authenticated',
+    responses: {
+      200: json(
+        'caller',
+        obj({
+          user: str(),
+          via: str({ enum: ['token', 'oidc'] }),
+          roles: arr(str({ enum: ['viewer', 'approver', 'auditor', 'operator'] })),
+        }),
+      ),
+    },
+  },
+  {
     operationId: 'listSessions',
     method: 'GET',
     path: '/api/sessions',

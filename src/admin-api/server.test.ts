@@ -262,6 +262,7 @@ describe('admin API', () => {
       healthz: null,
       readyz: null,
       openapi: null,
+      whoami: ['viewer', 'auditor', 'approver', 'operator'],
       metrics: ['viewer', 'auditor', 'approver', 'operator'],
       listSessions: ['viewer', 'auditor', 'approver', 'operator'],
       sessionTimeline: ['auditor'],

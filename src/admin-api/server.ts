@@ -3,6 +3,7 @@
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { Ajv, type ErrorObject, type ValidateFunction } from 'ajv';
+import { defaultConsoleRoot, isConsolePath, serveConsole } from '../console/static.js';
 import { isWardenError } from '../core/errors.js';
 import { ApiError, buildHandlers, type Handler } from './handlers.js';
 import { looksLikeJwt, verifyJwt, type JwtFailure, type OidcSettings } from './jwt.js';
@@ -55,6 +56,11 @@ export interface AdminApiOptions {
   readonly checkResponses?: boolean;
   /** Clock for token and JWT expiry (tests). */
   readonly now?: () => Date;
+  /**
+   * The web console at `/` and `/console/*` (static files, no authentication needed to load them: every API call it
+   * makes is authenticated). Default: served from the console's own folder; `false` turns it off.
+   */
+  readonly console?: false | { readonly root?: string };
 }
 
 export interface AdminApi {
@@ -227,6 +233,7 @@ export async function startAdminApi(opts: AdminApiOptions): Promise<AdminApi> {
     ((r: RequestLogRecord): void => {
       process.stderr.write(JSON.stringify(r) + '\n');
     });
+  const consoleRoot = opts.console === false ? undefined : (opts.console?.root ?? defaultConsoleRoot());
   const openapi = buildOpenApiDocument();
   const routes = compileRoutes(
     buildHandlers({ providers: opts.providers, metrics: opts.metrics, openapi }),
@@ -341,6 +348,14 @@ export async function startAdminApi(opts: AdminApiOptions): Promise<AdminApi> {
       try {
         const url = new URL(req.url ?? '/', 'http://admin.invalid');
         path = url.pathname;
+        if (consoleRoot !== undefined && isConsolePath(url.pathname)) {
+          state.route = 'console';
+          const file = await serveConsole(method, url.pathname, consoleRoot);
+          status = file.status;
+          res.writeHead(file.status, file.headers);
+          res.end(file.body);
+          return;
+        }
         out = await dispatch(req, url, state);
       } catch (e) {
         let headers: Readonly<Record<string, string>> = {};

@@ -199,6 +199,7 @@ export async function startDemo(opts: DemoOptions = {}): Promise<Demo> {
   }
   const boundApiPort = gateway.adminApi?.port ?? apiPort;
   const apiUrl = `http://${host}:${boundApiPort}`;
+  log(`Web console: ${apiUrl}/ (sign in by pasting one of the tokens below)`);
   log(`Admin API on ${apiUrl} (OpenAPI at ${apiUrl}/api/openapi.json). Bearer tokens of the sample users:`);
   for (const [user, roles] of Object.entries(DEMO_API_ROLES)) {
     log(`  ${user.padEnd(6)} (${roles.join(', ')})`);
