@@ -434,6 +434,24 @@ void describe('analyze: statement metadata', () => {
     assert.equal(one('DELETE FROM t WHERE a = 1').hasWhere, true);
     assert.equal(one('UPDATE t SET a = 1').hasWhere, false);
     assert.equal(one('WITH x AS (DELETE FROM t RETURNING 1) SELECT * FROM x').hasWhere, false);
+    // Regression: a WHERE that cannot restrict the target's rows counts as none (approval rules use it).
+    for (const sql of [
+      'DELETE FROM t WHERE true',
+      'DELETE FROM t WHERE 1 = 1',
+      "UPDATE t SET a = 1 WHERE 'x' = 'x'",
+      'DELETE FROM t WHERE EXISTS (SELECT 1 FROM u WHERE u.b = 2)',
+      "DELETE FROM t WHERE now() > now() - interval '1 day'",
+    ]) {
+      assert.equal(one(sql).hasWhere, false, sql);
+    }
+    for (const sql of [
+      'DELETE FROM t WHERE t.a = 1',
+      'DELETE FROM t AS x WHERE x.a = 1',
+      'UPDATE t SET a = 1 WHERE a IN (SELECT b FROM u)',
+      'DELETE FROM t WHERE EXISTS (SELECT 1 FROM u WHERE u.b = t.a)',
+    ]) {
+      assert.equal(one(sql).hasWhere, true, sql);
+    }
     assert.equal(one('WITH x AS (DELETE FROM t WHERE a=1 RETURNING 1) DELETE FROM u').hasWhere, false);
     assert.equal(one('SELECT 1').hasWhere, undefined);
   });

@@ -925,6 +925,41 @@ function insert(ctx: Ctx, s: NodeBody, outer: Scope): void {
   returning(ctx, s.returningClause, level);
 }
 
+/**
+ * Whether a WHERE clause can restrict the target's rows: it must reference a column of the target (an unqualified
+ * column outside subqueries, or one qualified with the target's alias or name). `WHERE true`, `WHERE 1 = 1` or
+ * `WHERE EXISTS (SELECT 1)` do not, so a rule about statements without WHERE still applies to them. A tautology
+ * over the target's own columns (`WHERE id = id`) is not detected.
+ */
+function restrictsTarget(where: unknown, relation: unknown): boolean {
+  if (where === undefined || where === null) return false;
+  const rel = isPlainObject(relation) ? relation : {};
+  const names = new Set<string>();
+  if (typeof rel.relname === 'string') names.add(rel.relname);
+  if (isPlainObject(rel.alias) && typeof rel.alias.aliasname === 'string') names.add(rel.alias.aliasname);
+  const visit = (node: unknown, inSubquery: boolean): boolean => {
+    if (Array.isArray(node)) return node.some((x) => visit(x, inSubquery));
+    if (!isPlainObject(node)) return false;
+    for (const [k, v] of Object.entries(node)) {
+      if (k === 'ColumnRef' && isPlainObject(v) && Array.isArray(v.fields)) {
+        const first = v.fields[0];
+        const firstName = isPlainObject(first) && isPlainObject(first.String) ? first.String.sval : undefined;
+        if (v.fields.length === 1 && !inSubquery) return true;
+        if (v.fields.length >= 2 && typeof firstName === 'string' && names.has(firstName)) return true;
+        continue;
+      }
+      if (k === 'SubLink' && isPlainObject(v)) {
+        // The left side of `x IN (...)` is at this level; only the subquery itself is a new scope.
+        if (visit(v.testexpr, inSubquery) || visit(v.subselect, true)) return true;
+        continue;
+      }
+      if (visit(v, inSubquery)) return true;
+    }
+    return false;
+  };
+  return visit(where, false);
+}
+
 function update(ctx: Ctx, s: NodeBody, outer: Scope): void {
   const sc = withClause(ctx, s.withClause, outer);
   if (!isPlainObject(s.relation)) return ctx.acc.fail('UPDATE without a target');
@@ -933,7 +968,7 @@ function update(ctx: Ctx, s: NodeBody, outer: Scope): void {
   for (const item of list(s.fromClause)) fromItem(ctx, item, level);
   const set = targetColumns(ctx, s.targetList, level, true);
   ctx.acc.addRel(target.rel as QualifiedName, 'update', set);
-  ctx.acc.noteWhere(s.whereClause !== undefined);
+  ctx.acc.noteWhere(restrictsTarget(s.whereClause, s.relation));
   visitOpt(ctx, s.whereClause, level);
   returning(ctx, s.returningClause, level);
 }
@@ -945,7 +980,7 @@ function del(ctx: Ctx, s: NodeBody, outer: Scope): void {
   const target = targetEntry(ctx, s.relation, level);
   ctx.acc.addRel(target.rel as QualifiedName, 'delete', ALL);
   for (const item of list(s.usingClause)) fromItem(ctx, item, level);
-  ctx.acc.noteWhere(s.whereClause !== undefined);
+  ctx.acc.noteWhere(restrictsTarget(s.whereClause, s.relation));
   visitOpt(ctx, s.whereClause, level);
   returning(ctx, s.returningClause, level);
 }
