@@ -14,7 +14,14 @@ import {
   verifyBundleForActivation,
 } from './bundle.js';
 import type { BundlePayload } from './bundle.js';
-import { canonicalJson, makeEnvelope, parseEnvelope, payloadBytes, signEnvelope } from './dsse.js';
+import {
+  MAX_ENVELOPE_BYTES,
+  canonicalJson,
+  makeEnvelope,
+  parseEnvelope,
+  payloadBytes,
+  signEnvelope,
+} from './dsse.js';
 import type { Envelope } from './dsse.js';
 import { isBundleError } from './errors.js';
 import type { BundleRefusal } from './errors.js';
@@ -186,6 +193,32 @@ describe('verifyBundleForActivation refuses', () => {
   });
   it('an expired bundle', () => {
     assert.throws(() => verifyBundleForActivation(good, root, {}, EXPIRES), refused('expired'));
+  });
+  it('a well-signed bundle under an expired root', () => {
+    const expiring = verifyRoot(
+      [ana, ben].reduce(
+        signEnvelope,
+        createRoot({
+          origin: ORIGIN,
+          version: 1,
+          threshold: 2,
+          approvers: [ana.encoded, ben.encoded, cho.encoded],
+          authors: [dev.encoded],
+          expires: '2030-01-03T00:00:00Z',
+        }),
+      ),
+      undefined,
+      NOW,
+    );
+    assert.equal(verifyBundleForActivation(good, expiring, {}, NOW).payload.version, 1);
+    assert.throws(
+      () => verifyBundleForActivation(good, expiring, {}, new Date(NOW.getTime() + 2 * DAY)),
+      refused('expired'),
+    );
+  });
+  it('an oversized envelope, before parsing it', () => {
+    const huge = `{"payloadType":"${BUNDLE_PAYLOAD_TYPE}","payload":"${'A'.repeat(MAX_ENVELOPE_BYTES)}","signatures":[]}`;
+    assert.throws(() => verifyBundleForActivation(huge, root, {}, NOW), refused('malformed'));
   });
   it('a version lower than the running one (rollback)', () => {
     assert.throws(

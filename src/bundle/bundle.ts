@@ -19,7 +19,7 @@ import {
 import type { Envelope } from './dsse.js';
 import { parsePublicKey } from './keys.js';
 import type { KnownKey, SigningKey } from './keys.js';
-import { ORIGIN_RE, assertAllSignaturesValid } from './root.js';
+import { ORIGIN_RE, assertAllSignaturesValid, assertRootCurrent } from './root.js';
 import type { RootDocument } from './root.js';
 
 export const BUNDLE_PAYLOAD_TYPE = 'application/vnd.warden.bundle.v1+json';
@@ -224,6 +224,8 @@ export function verifyBundleForActivation(
   if (env.payloadType !== BUNDLE_PAYLOAD_TYPE)
     throw new BundleError('wrong-type', `payload type is "${env.payloadType}", not "${BUNDLE_PAYLOAD_TYPE}"`);
   if (env.signatures.length === 0) throw new BundleError('unsigned', 'the bundle has no signature');
+  // An expired root vouches for nothing, however well the bundle is signed.
+  assertRootCurrent(root, now);
   // DSSE: authenticate before parsing. Every enrolled key may sign; an unenrolled author is refused below.
   const enrolled = [...root.approvers, ...root.authors];
   const { valid, invalid } = verifySignatures(env, enrolled);

@@ -171,3 +171,35 @@ describe('key enrollment', () => {
     for (const hex of unflagged) assert.equal(parsePublicKey(encode(hex)).publicKeyHex, hex);
   });
 });
+
+describe('root expiry', () => {
+  const expiring = (expires: string): Envelope =>
+    signAll(
+      createRoot({
+        origin: ORIGIN,
+        version: 1,
+        threshold: 2,
+        approvers: [ana, ben, cho].map((k) => k.encoded),
+        expires,
+      }),
+      [ana, ben],
+    );
+  it('accepts a root before its expiry and refuses it after', () => {
+    const env = expiring('2030-01-01T00:00:00Z');
+    assert.equal(
+      verifyRoot(env, undefined, new Date('2029-12-31T23:59:59Z')).expires,
+      '2030-01-01T00:00:00Z',
+    );
+    assert.throws(() => verifyRoot(env, undefined, new Date('2030-01-01T00:00:00Z')), refused('expired'));
+  });
+  it('refuses an expiry that is not an RFC 3339 UTC time', () => {
+    assert.throws(() => expiring('next year'), refused('malformed'));
+    assert.throws(() => expiring('2030-01-01T00:00:00+02:00'), refused('malformed'));
+  });
+  it('a root without expiry never expires', () => {
+    assert.equal(
+      verifyRoot(signAll(root(1, [ana, ben, cho]), [ana, ben]), undefined, new Date('2999-01-01')).expires,
+      undefined,
+    );
+  });
+});

@@ -30,6 +30,8 @@ export interface RootPayload {
   readonly approvers: readonly string[];
   /** Keys that may author bundles but never approve. Approvers may author too. */
   readonly authors: readonly string[];
+  /** Optional RFC 3339 UTC time after which the root (and every bundle under it) is refused. */
+  readonly expires?: string;
 }
 
 /** A parsed, enrolled root. */
@@ -41,6 +43,16 @@ export interface RootDocument {
   readonly authors: readonly KnownKey[];
   /** Hex SHA-256 of the root payload. */
   readonly hash: string;
+  /** When the root stops being trusted (RFC 3339 UTC), if it says. */
+  readonly expires?: string;
+}
+
+const RFC3339_UTC = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,3})?Z$/;
+
+/** Refuses a root whose expiry has passed (roots without `expires` never expire). */
+export function assertRootCurrent(root: RootDocument, now: Date): void {
+  if (root.expires !== undefined && now.getTime() >= Date.parse(root.expires))
+    throw new BundleError('expired', `the trust root (version ${root.version}) expired at ${root.expires}`);
 }
 
 const isObj = (v: unknown): v is Record<string, unknown> =>
@@ -57,7 +69,7 @@ function enroll(list: unknown, what: string): KnownKey[] {
 /** Validates a root payload object and enrolls its keys (refusing malformed, low-order and duplicate keys). */
 export function rootFromPayload(v: unknown, hash: string): RootDocument {
   if (!isObj(v)) throw new BundleError('malformed', 'root payload is not an object');
-  const allowed = ['type', 'origin', 'version', 'threshold', 'approvers', 'authors'];
+  const allowed = ['type', 'origin', 'version', 'threshold', 'approvers', 'authors', 'expires'];
   for (const k of Object.keys(v))
     if (!allowed.includes(k)) throw new BundleError('malformed', `root payload has an unknown field "${k}"`);
   if (v.type !== 'warden.root') throw new BundleError('malformed', 'root payload type is not "warden.root"');
@@ -65,6 +77,11 @@ export function rootFromPayload(v: unknown, hash: string): RootDocument {
     throw new BundleError('malformed', 'root origin must be 1-256 printable ASCII characters');
   if (!Number.isSafeInteger(v.version) || (v.version as number) < 1)
     throw new BundleError('malformed', 'root version must be an integer >= 1');
+  if (
+    v.expires !== undefined &&
+    (typeof v.expires !== 'string' || !RFC3339_UTC.test(v.expires) || Number.isNaN(Date.parse(v.expires)))
+  )
+    throw new BundleError('malformed', 'root expires must be an RFC 3339 UTC time');
   const approvers = enroll(v.approvers, 'approvers');
   const authors = enroll(v.authors ?? [], 'authors');
   if (approvers.length + authors.length > MAX_ROOT_KEYS)
@@ -80,7 +97,15 @@ export function rootFromPayload(v: unknown, hash: string): RootDocument {
   const t = v.threshold;
   if (!Number.isSafeInteger(t) || (t as number) < 1 || (t as number) > approvers.length)
     throw new BundleError('malformed', `root threshold must be an integer from 1 to ${approvers.length}`);
-  return { origin: v.origin, version: v.version as number, threshold: t as number, approvers, authors, hash };
+  return {
+    origin: v.origin,
+    version: v.version as number,
+    threshold: t as number,
+    approvers,
+    authors,
+    hash,
+    ...(typeof v.expires === 'string' ? { expires: v.expires } : {}),
+  };
 }
 
 /** An unsigned root envelope. Keys are validated (and low-order keys refused) before anything is written. */
@@ -90,6 +115,7 @@ export function createRoot(input: {
   threshold: number;
   approvers: readonly string[];
   authors?: readonly string[];
+  expires?: string;
 }): Envelope {
   const payload: RootPayload = {
     type: 'warden.root',
@@ -98,6 +124,7 @@ export function createRoot(input: {
     threshold: input.threshold,
     approvers: input.approvers.map((k) => k.trim()),
     authors: (input.authors ?? []).map((k) => k.trim()),
+    ...(input.expires !== undefined ? { expires: input.expires } : {}),
   };
   const bytes = canonicalJson(payload);
   rootFromPayload(payload, sha256Hex(bytes));
@@ -137,8 +164,9 @@ const countIn = (valid: ReadonlyMap<string, KnownKey>, keys: readonly KnownKey[]
  * under the old root and k under the new one, each counted once per distinct public key. The same root as
  * `trusted` (same hash) is returned as is.
  */
-export function verifyRoot(env: Envelope, trusted?: RootDocument): RootDocument {
+export function verifyRoot(env: Envelope, trusted?: RootDocument, now: Date = new Date()): RootDocument {
   const root = readRoot(env);
+  assertRootCurrent(root, now);
   if (trusted !== undefined && root.hash === trusted.hash) return trusted;
   const known = [...root.approvers, ...(trusted?.approvers ?? [])];
   const { valid, invalid } = verifySignatures(env, known);

@@ -254,7 +254,7 @@ const status: CliCommand = {
 
 const rootCreate: CliCommand = {
   about:
-    'write an unsigned root document: root-create --origin O --threshold K --approver A.pub... [--author D.pub...] [--version N] --out FILE',
+    'write an unsigned root document: root-create --origin O --threshold K --approver A.pub... [--author D.pub...] [--version N] [--expires RFC3339] --out FILE',
   run: sync((argv) => {
     const { values } = parseArgs({
       args: argv,
@@ -264,11 +264,13 @@ const rootCreate: CliCommand = {
         approver: { type: 'string', multiple: true },
         author: { type: 'string', multiple: true },
         version: { type: 'string' },
+        expires: { type: 'string' },
         out: { type: 'string' },
       },
     });
     const out = need(values.out, 'out');
     const env = createRoot({
+      ...(values.expires !== undefined ? { expires: values.expires } : {}),
       origin: need(values.origin, 'origin'),
       version: Number(values.version ?? '1'),
       threshold: Number(need(values.threshold, 'threshold')),
