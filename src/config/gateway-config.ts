@@ -99,6 +99,18 @@ export interface GatewayConfig {
   readonly adminApi?: AdminApiConfig;
 }
 
+/** TLS towards an upstream server (a target, or the PostgreSQL audit store). */
+const upstreamTlsSchema = {
+  type: 'object',
+  additionalProperties: false,
+  required: ['mode'],
+  properties: {
+    mode: { enum: ['disable', 'require', 'verify-ca', 'verify-full'] },
+    ca_file: { type: 'string' },
+    server_name: { type: 'string' },
+  },
+} as const;
+
 const identifier = { type: 'string', pattern: '^[A-Za-z_][A-Za-z0-9_.-]{0,62}$' } as const;
 
 /** JSON Schema of the configuration file (snake_case keys, as written in YAML). */
@@ -157,16 +169,7 @@ export const gatewayConfigSchema = {
             password_env: { type: 'string' },
             schema: { type: 'string', pattern: '^[a-z_][a-z0-9_]{0,50}$' },
             table: { type: 'string', pattern: '^[a-z_][a-z0-9_]{0,50}$' },
-            tls: {
-              type: 'object',
-              additionalProperties: false,
-              required: ['mode'],
-              properties: {
-                mode: { enum: ['disable', 'require', 'verify-ca', 'verify-full'] },
-                ca_file: { type: 'string' },
-                server_name: { type: 'string' },
-              },
-            },
+            tls: upstreamTlsSchema,
           },
         },
       },
@@ -200,16 +203,7 @@ export const gatewayConfigSchema = {
           port: { type: 'integer', minimum: 1, maximum: 65535 },
           database: { type: 'string', minLength: 1 },
           environment: identifier,
-          tls: {
-            type: 'object',
-            additionalProperties: false,
-            required: ['mode'],
-            properties: {
-              mode: { enum: ['disable', 'require', 'verify-ca', 'verify-full'] },
-              ca_file: { type: 'string' },
-              server_name: { type: 'string' },
-            },
-          },
+          tls: upstreamTlsSchema,
           search_path: { type: 'array', items: identifier, minItems: 1 },
           logins: {
             type: 'object',

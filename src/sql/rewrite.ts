@@ -8,7 +8,7 @@
 // returns SQL that reads a protected table outside a derived table it built.
 import { deparse } from 'pgsql-deparser';
 import { WardenError } from '../core/errors.js';
-import { analyze } from './analyze.js';
+import { analyzeCached } from './analyze.js';
 import { PG_CATALOG_RELATIONS } from './catalog.generated.js';
 import { NODE_FIELDS } from './node-fields.generated.js';
 import { isPlainObject, parseSql, unwrap } from './parser.js';
@@ -412,7 +412,8 @@ export async function rewrite(
   if (!parsed.ok) throw new WardenError('SYNTAX_ERROR', parsed.error);
 
   // Statements the rewriter cannot rewrite must not read protected tables at all (DO blocks, function bodies, ...).
-  const analysis = analyze(sql, { searchPath: opts.searchPath });
+  // The policy hook has just analysed this text with the same search path: a cache hit, not a second parse.
+  const analysis = analyzeCached(sql, { searchPath: opts.searchPath });
   for (const s of analysis.statements) {
     if (s.unsupported !== undefined) throw deny(`statement not supported: ${s.unsupported}`);
     if (REWRITABLE.has(s.kind)) continue;
