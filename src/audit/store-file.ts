@@ -5,6 +5,7 @@
 // then adds the leaf hashes to the in-memory Merkle tree and resolves each append with its index.
 // On open the file is scanned once: leaf hashes are recomputed, a torn tail (a never-acknowledged interrupted
 // write) is truncated, anything else that is wrong is reported as corruption and the store does not open.
+import { GroupCommit } from './group-commit.js';
 import { mkdir, open, readFile, unlink, writeFile } from 'node:fs/promises';
 import type { FileHandle } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
@@ -101,12 +102,6 @@ export interface FileStoreOptions {
   readonly io?: StoreIo;
 }
 
-interface Pending {
-  readonly payload: Uint8Array;
-  readonly resolve: (v: { index: number }) => void;
-  readonly reject: (e: unknown) => void;
-}
-
 class OffsetArray {
   private a = new Float64Array(1024);
   length = 0;
@@ -151,9 +146,13 @@ export function checkpointSizeOf(note: Uint8Array): number | undefined {
 }
 
 export class FileAuditStore implements AuditStore {
-  private queue: Pending[] = [];
-  private flushing: Promise<void> | undefined;
-  private scheduled = false;
+  private readonly commits = new GroupCommit({
+    maxBatchBytes: MAX_BATCH_BYTES,
+    perEntryOverhead: RECORD_OVERHEAD,
+    write: (batch) => this.writeBatch(batch),
+    // INVARIANT: after a failed write or sync nothing more is written until recover() cut the files back.
+    failed: (cause) => ({ error: this.fail(cause), halt: true }),
+  });
   private failure: WardenError | undefined;
   private closed = false;
   private ckptChain: Promise<void> = Promise.resolve();
@@ -280,76 +279,40 @@ export class FileAuditStore implements AuditStore {
     if (entry.length > MAX_RECORD_PAYLOAD) {
       return Promise.reject(new WardenError('AUDIT_UNAVAILABLE', 'audit entry is too large'));
     }
-    return new Promise((resolve, reject) => {
-      this.queue.push({ payload: entry, resolve, reject });
-      if (!this.scheduled && this.flushing === undefined) {
-        // Start after the current tick so entries appended together share one write and one fsync.
-        this.scheduled = true;
-        queueMicrotask(() => {
-          this.scheduled = false;
-          this.startFlush();
-        });
-      }
-    });
+    return this.commits.append(entry);
   }
 
-  private startFlush(): void {
-    if (this.flushing !== undefined || this.queue.length === 0) return;
-    this.flushing = this.flushLoop().finally(() => {
-      this.flushing = undefined;
-      if (this.queue.length > 0 && this.failure === undefined) this.startFlush();
-    });
-  }
-
-  private async flushLoop(): Promise<void> {
-    while (this.queue.length > 0 && this.failure === undefined) {
-      let bytes = 0;
-      let n = 0;
-      while (
-        n < this.queue.length &&
-        (n === 0 || bytes + this.queue[n]!.payload.length + RECORD_OVERHEAD <= MAX_BATCH_BYTES)
-      ) {
-        bytes += this.queue[n]!.payload.length + RECORD_OVERHEAD;
-        n++;
-      }
-      const batch = this.queue.slice(0, n);
-      this.queue = this.queue.slice(n);
-      const buf = Buffer.allocUnsafe(bytes);
-      const leaves: Uint8Array[] = [];
-      const offsets: number[] = [];
-      let pos = 0;
-      const first = this.tree.size;
-      for (let i = 0; i < batch.length; i++) {
-        offsets.push(this.end + pos);
-        const p = batch[i]!.payload;
-        leaves.push(writeRecord(buf, pos, first + i, p));
-        pos += p.length + RECORD_OVERHEAD;
-      }
-      try {
-        await this.io.write(this.entries, buf, this.end);
-        await this.io.datasync(this.entries);
-      } catch (e) {
-        this.fail(e, batch);
-        return;
-      }
-      // INVARIANT: the tree and the acknowledged end only ever cover bytes that fdatasync has returned for.
-      this.end += bytes;
-      for (let i = 0; i < batch.length; i++) {
-        this.tree.append(leaves[i]!);
-        this.offsets.push(offsets[i]!);
-      }
-      for (let i = 0; i < batch.length; i++) batch[i]!.resolve({ index: first + i });
+  /** Writes one batch of records and fdatasyncs it; returns the first index. Throws if it did not become durable. */
+  private async writeBatch(batch: readonly Uint8Array[]): Promise<number> {
+    let bytes = 0;
+    for (const p of batch) bytes += p.length + RECORD_OVERHEAD;
+    const buf = Buffer.allocUnsafe(bytes);
+    const leaves: Uint8Array[] = [];
+    const offsets: number[] = [];
+    let pos = 0;
+    const first = this.tree.size;
+    for (let i = 0; i < batch.length; i++) {
+      offsets.push(this.end + pos);
+      const p = batch[i] as Uint8Array;
+      leaves.push(writeRecord(buf, pos, first + i, p));
+      pos += p.length + RECORD_OVERHEAD;
     }
+    await this.io.write(this.entries, buf, this.end);
+    await this.io.datasync(this.entries);
+    // INVARIANT: the tree and the acknowledged end only ever cover bytes that fdatasync has returned for.
+    this.end += bytes;
+    for (let i = 0; i < batch.length; i++) {
+      this.tree.append(leaves[i] as Uint8Array);
+      this.offsets.push(offsets[i] as number);
+    }
+    return first;
   }
 
-  private fail(cause: unknown, batch: readonly Pending[]): WardenError {
+  private fail(cause: unknown): WardenError {
     const failure = new WardenError('AUDIT_UNAVAILABLE', 'the audit store could not write durably', {
       cause,
     });
     this.failure = failure;
-    const rest = this.queue;
-    this.queue = [];
-    for (const p of [...batch, ...rest]) p.reject(failure);
     return failure;
   }
 
@@ -359,7 +322,7 @@ export class FileAuditStore implements AuditStore {
    */
   async recover(): Promise<void> {
     if (this.failure === undefined || this.closed) return;
-    await this.flushing;
+    await this.commits.idle();
     await this.ckptChain;
     await this.entries.close().catch(() => undefined);
     await this.checkpoints.close().catch(() => undefined);
@@ -374,6 +337,7 @@ export class FileAuditStore implements AuditStore {
       throw new WardenError('AUDIT_UNAVAILABLE', 'the audit store could not recover', { cause: e });
     }
     this.failure = undefined;
+    this.commits.resume();
   }
 
   async read(index: number): Promise<Uint8Array> {
@@ -448,7 +412,9 @@ export class FileAuditStore implements AuditStore {
         await this.io.write(this.checkpoints, buf, this.ckptEnd);
         await this.io.datasync(this.checkpoints);
       } catch (e) {
-        throw this.fail(e, []);
+        const failure = this.fail(e);
+        this.commits.halt(failure);
+        throw failure;
       }
       this.ckptEnd += buf.length;
       this.ckptCount++;
@@ -476,10 +442,7 @@ export class FileAuditStore implements AuditStore {
   /** Waits for queued appends, then closes the files and releases the lock. */
   async close(): Promise<void> {
     if (this.closed) return;
-    while (this.flushing !== undefined || this.scheduled) {
-      await this.flushing;
-      await new Promise((r) => setImmediate(r));
-    }
+    await this.commits.idle();
     await this.ckptChain;
     await this.redactChain;
     this.closed = true;

@@ -15,6 +15,7 @@
 // Redaction: the only UPDATE the trigger lets through sets a payload to NULL and keeps idx and leaf_hash; only
 // the table owner may run it (the gateway role has no UPDATE privilege). Verification then uses the kept hash and
 // requires an `audit.redaction` entry naming that index, so an unlogged redaction is detected.
+import { GroupCommit } from './group-commit.js';
 import { createHash } from 'node:crypto';
 import pg from 'pg';
 import { WardenError } from '../core/errors.js';
@@ -151,12 +152,6 @@ export interface PgAuditStoreOptions extends PgAuditTables {
   readonly connection: pg.PoolConfig;
 }
 
-interface Pending {
-  readonly payload: Uint8Array;
-  readonly resolve: (v: { index: number }) => void;
-  readonly reject: (e: unknown) => void;
-}
-
 interface Row {
   i: string;
   payload: Buffer | null;
@@ -183,9 +178,16 @@ function checkRow(row: Row, expected: number, label: string): Uint8Array {
 
 export class PgAuditStore implements AuditStore {
   readonly tree = new MerkleTree();
-  private queue: Pending[] = [];
-  private flushing: Promise<void> | undefined;
-  private scheduled = false;
+  private readonly commits = new GroupCommit({
+    maxBatchBytes: MAX_BATCH_BYTES,
+    maxBatchCount: MAX_BATCH_ROWS,
+    write: (batch) => this.writeBatch(batch),
+    // A database that is down fails each batch on its own; service resumes as soon as it is back.
+    failed: (e) => ({
+      error: e instanceof AuditCorruptionError ? e : unavailable('write durably', e),
+      halt: false,
+    }),
+  });
   private closed = false;
   private latest: Uint8Array | undefined;
   private ckptChain: Promise<void> = Promise.resolve();
@@ -274,48 +276,7 @@ export class PgAuditStore implements AuditStore {
     if (this.closed) return Promise.reject(new WardenError('AUDIT_UNAVAILABLE', 'audit store is closed'));
     if (entry.length > MAX_RECORD_PAYLOAD)
       return Promise.reject(new WardenError('AUDIT_UNAVAILABLE', 'audit entry is too large'));
-    return new Promise((resolve, reject) => {
-      this.queue.push({ payload: entry, resolve, reject });
-      if (!this.scheduled && this.flushing === undefined) {
-        this.scheduled = true;
-        queueMicrotask(() => {
-          this.scheduled = false;
-          this.startFlush();
-        });
-      }
-    });
-  }
-
-  private startFlush(): void {
-    if (this.flushing !== undefined || this.queue.length === 0) return;
-    this.flushing = this.flushLoop().finally(() => {
-      this.flushing = undefined;
-      if (this.queue.length > 0) this.startFlush();
-    });
-  }
-
-  private async flushLoop(): Promise<void> {
-    while (this.queue.length > 0) {
-      let n = 0;
-      let bytes = 0;
-      while (
-        n < this.queue.length &&
-        n < MAX_BATCH_ROWS &&
-        (n === 0 || bytes + this.queue[n]!.payload.length <= MAX_BATCH_BYTES)
-      ) {
-        bytes += this.queue[n]!.payload.length;
-        n++;
-      }
-      const batch = this.queue.slice(0, n);
-      this.queue = this.queue.slice(n);
-      try {
-        const first = await this.writeBatch(batch.map((p) => p.payload));
-        for (let i = 0; i < batch.length; i++) batch[i]!.resolve({ index: first + i });
-      } catch (e) {
-        const err = e instanceof AuditCorruptionError ? e : unavailable('write durably', e);
-        for (const p of batch) p.reject(err);
-      }
-    }
+    return this.commits.append(entry);
   }
 
   /** One transaction: lock, catch up, insert, commit. Returns the first index. Rejects if COMMIT did not succeed. */
@@ -448,10 +409,7 @@ export class PgAuditStore implements AuditStore {
   /** Waits for queued appends, then closes the connections. */
   async close(): Promise<void> {
     if (this.closed) return;
-    while (this.flushing !== undefined || this.scheduled) {
-      await this.flushing;
-      await new Promise((r) => setImmediate(r));
-    }
+    await this.commits.idle();
     await this.ckptChain;
     this.closed = true;
     await this.pool.end().catch(() => undefined);
