@@ -56,6 +56,24 @@ const timeWindow = {
   },
 };
 
+/** A duration such as 30s, 15m, 2h, 7d. */
+const DURATION = { type: 'string', pattern: '^[1-9][0-9]{0,5}(s|m|h|d)$' };
+
+/** Approver groups and how many distinct people of each must approve (approval rules and access requests). */
+const approverQuorum = {
+  type: 'array',
+  minItems: 1,
+  items: {
+    type: 'object',
+    additionalProperties: false,
+    required: ['group', 'count'],
+    properties: {
+      group: { type: 'string', pattern: NAME },
+      count: { type: 'integer', minimum: 1, maximum: 100 },
+    },
+  },
+};
+
 /** The policy language, JSON Schema draft-07. */
 export const POLICY_SCHEMA = {
   $schema: 'http://json-schema.org/draft-07/schema#',
@@ -190,21 +208,9 @@ export const POLICY_SCHEMA = {
               without_where: { type: 'boolean' },
             },
           },
-          approvers: {
-            type: 'array',
-            minItems: 1,
-            items: {
-              type: 'object',
-              additionalProperties: false,
-              required: ['group', 'count'],
-              properties: {
-                group: { type: 'string', pattern: NAME },
-                count: { type: 'integer', minimum: 1, maximum: 100 },
-              },
-            },
-          },
+          approvers: approverQuorum,
           mode: { enum: ['error', 'wait'] },
-          ttl: { type: 'string', pattern: '^[1-9][0-9]{0,5}(s|m|h|d)$' },
+          ttl: DURATION,
           uses: { type: 'integer', minimum: 1, maximum: 1000 },
         },
       },
@@ -219,20 +225,8 @@ export const POLICY_SCHEMA = {
           role: { type: 'string', pattern: NAME },
           description: { type: 'string' },
           requesters: { ...stringList(NAME), minItems: 1 },
-          approvers: {
-            type: 'array',
-            minItems: 1,
-            items: {
-              type: 'object',
-              additionalProperties: false,
-              required: ['group', 'count'],
-              properties: {
-                group: { type: 'string', pattern: NAME },
-                count: { type: 'integer', minimum: 1, maximum: 100 },
-              },
-            },
-          },
-          max_duration: { type: 'string', pattern: '^[1-9][0-9]{0,5}(s|m|h|d)$' },
+          approvers: approverQuorum,
+          max_duration: DURATION,
           break_glass: { type: 'boolean' },
         },
       },
