@@ -120,7 +120,7 @@ export interface Gateway {
   ): Promise<ActivationResult>;
   /** Re-reads every bundle target's configured bundle file and activates it if it changed (SIGHUP). Never rejects. */
   reloadBundles(): Promise<ReloadResult[]>;
-  /** Stops accepting, drains sessions (up to `drainMs`), then flushes and checkpoints the audit log. */
+  /** Stops accepting, drains sessions (up to `drainMs`, default `limits.drain_timeout_ms`), then flushes and checkpoints the audit log. */
   close(drainMs?: number): Promise<void>;
 }
 
@@ -526,7 +526,7 @@ export async function startGateway(config: GatewayConfig, opts: GatewayOptions =
     },
     async close(drainMs?: number) {
       await adminApi?.close();
-      await pg.close(drainMs);
+      await pg.close(drainMs ?? config.limits.drainTimeoutMs);
       for (const b of bundles.values()) await b.queue;
       for (const p of policyHooks) await p.close();
       for (const b of bundles.values()) await b.catalog.close();

@@ -51,7 +51,11 @@ const commands: Record<string, { about: string; run: Command }> = {
       );
       await waitForSignal();
       stopReload();
-      await gw.close(Number(values['drain-ms'] ?? 10_000));
+      // SIGTERM/SIGINT: stop accepting, let sessions finish (limits.drain_timeout_ms, or --drain-ms), end the
+      // rest with 57P01, flush and checkpoint the audit log, exit 0.
+      console.log(JSON.stringify({ level: 'info', msg: 'warden draining sessions' }));
+      await gw.close(values['drain-ms'] !== undefined ? Number(values['drain-ms']) : undefined);
+      console.log(JSON.stringify({ level: 'info', msg: 'warden stopped' }));
       return 0;
     },
   },

@@ -89,6 +89,8 @@ export interface GatewayConfig {
     readonly maxMessageBytes: number;
     readonly startupTimeoutMs: number;
     readonly maxConnections: number;
+    /** On shutdown (SIGTERM), how long open sessions may finish their statement and transaction. */
+    readonly drainTimeoutMs: number;
   };
   readonly stateDir: string;
   /** The audit log; absent only where a caller wires its own (tests). */
@@ -141,6 +143,7 @@ export const gatewayConfigSchema = {
         max_message_bytes: { type: 'integer', minimum: 1024, maximum: 1073741824 },
         startup_timeout_ms: { type: 'integer', minimum: 100, maximum: 600000 },
         max_connections: { type: 'integer', minimum: 1, maximum: 100000 },
+        drain_timeout_ms: { type: 'integer', minimum: 0, maximum: 3600000 },
       },
     },
     state_dir: { type: 'string' },
@@ -391,6 +394,7 @@ export function buildGatewayConfig(raw: unknown, baseDir: string): GatewayConfig
       maxMessageBytes: r.limits?.max_message_bytes ?? 1024 * 1024,
       startupTimeoutMs: r.limits?.startup_timeout_ms ?? 10_000,
       maxConnections: r.limits?.max_connections ?? 2000,
+      drainTimeoutMs: r.limits?.drain_timeout_ms ?? 10_000,
     },
     stateDir,
     ...(r.audit

@@ -7,7 +7,10 @@ export interface PgListener {
   readonly host: string;
   readonly port: number;
   readonly sessions: ReadonlySet<PgSession>;
-  /** Stops accepting, asks sessions to end, and waits up to `drainMs` before cutting the rest. */
+  /**
+   * Stops accepting; idle sessions end at once, busy ones when their statement and transaction are over,
+   * and whatever is left after `drainMs` is ended with FATAL 57P01.
+   */
   close(drainMs?: number): Promise<void>;
 }
 
@@ -47,10 +50,10 @@ export async function listenPg(
     sessions,
     async close(drainMs = 5000) {
       const closed = new Promise<void>((resolve) => server.close(() => resolve()));
-      for (const s of sessions) s.shutdown();
+      for (const s of sessions) s.beginDrain();
       const deadline = Date.now() + drainMs;
       while (sessions.size > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
-      for (const s of sessions) s.close('gateway shutdown (drain time over)');
+      for (const s of [...sessions]) s.shutdown();
       await closed;
     },
   };

@@ -142,6 +142,10 @@ export class PgSession {
   private readonly outcomeQueue: { batch: number; items: PendingOutcome[] }[] = [];
   private batchTags: string[] = [];
   private batchError: string | undefined;
+  /** Transaction status from the last ReadyForQuery the upstream sent. */
+  private txStatus = 0x49; // 'I'
+  /** The gateway is shutting down: end the session at the next idle point. */
+  private draining = false;
 
   // upstream stream scanner state
   private uHdr = Buffer.alloc(5);
@@ -747,6 +751,7 @@ export class PgSession {
       return;
     }
     this.writeClient(out);
+    if (this.draining && this.isIdle()) this.shutdown();
   }
 
   private startCapture(type: number, len: number, hdr: Buffer): void {
@@ -796,6 +801,7 @@ export class PgSession {
         return;
       case MSG.ReadyForQuery: {
         out.push(raw);
+        this.txStatus = body[0] ?? 0x49;
         this.syncsAcked++;
         this.finishBatch(this.syncsAcked);
         if (this.synthetic.length > 0) {
@@ -905,9 +911,36 @@ export class PgSession {
     return this.closeReason;
   }
 
-  /** Asks the session to end because the gateway is shutting down. */
+  /** Ends the session now because the gateway is shutting down (FATAL 57P01); a running statement is cancelled. */
   shutdown(): void {
+    if (this.phase === 'closed') return;
+    if (this.phase === 'ready' && !this.isIdle() && this.endpoint && this.upstreamPid !== 0) {
+      sendUpstreamCancel(this.endpoint, this.upstreamPid, this.upstreamSecret).catch(() => undefined);
+    }
     this.fatal('57P01', 'terminating connection: Warden is shutting down', 'gateway shutdown');
+  }
+
+  /**
+   * Graceful drain: a session with no statement in flight and no open transaction ends now (57P01); any
+   * other session ends as soon as its current statement and transaction are over. The caller cuts the rest
+   * with `shutdown()` when its drain time is up.
+   */
+  beginDrain(): void {
+    if (this.phase === 'closed') return;
+    this.draining = true;
+    if (this.phase !== 'ready' || this.isIdle()) this.shutdown();
+  }
+
+  /** No client message waiting or being decided, every forwarded statement answered, outside a transaction. */
+  private isIdle(): boolean {
+    return (
+      this.queue.length === 0 &&
+      !this.processing &&
+      this.outBuf.length === 0 &&
+      this.syncsAcked >= this.syncsForwarded &&
+      this.txStatus === 0x49 &&
+      this.atUpstreamBoundary()
+    );
   }
 }
 
