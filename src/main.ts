@@ -9,13 +9,13 @@
 import { mkdirSync, readFileSync, readdirSync, writeFileSync, existsSync, rmSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { createHash, randomBytes } from 'node:crypto';
-import tls from 'node:tls';
 import type { SessionEvents, StatementHook } from './core/context.js';
 import { WardenError } from './core/errors.js';
+import { readSecret } from './core/secrets.js';
 import type { GatewayConfig, TargetConfig } from './config/gateway-config.js';
 import { AuthThrottle } from './identity/throttle.js';
 import { CancelRegistry } from './session/cancel-registry.js';
-import { listenPg, type PgListener } from './listener/pg-listener.js';
+import { listenPg, serverTlsContext, type PgListener } from './listener/pg-listener.js';
 import { createPolicyHook, type PolicyHook } from './enforce/policy-hook.js';
 import { loadPolicy } from './policy/load.js';
 import type { Policy } from './policy/model.js';
@@ -145,7 +145,7 @@ function fakeSaltKey(stateDir: string): Buffer {
   const file = join(stateDir, 'fake-salt.key');
   if (!existsSync(file))
     writeFileSync(file, randomBytes(32).toString('hex') + '\n', { mode: 0o600, flag: 'wx' });
-  return Buffer.from(readFileSync(file, 'utf8').trim(), 'hex');
+  return Buffer.from(readSecret({ file }, 'fake-salt key of unknown users').trim(), 'hex');
 }
 
 /** Fans one set of session events out to several sinks, in order. */
@@ -205,6 +205,8 @@ function bundleData(v: VerifiedBundle): Record<string, JsonValue> {
 export async function startGateway(config: GatewayConfig, opts: GatewayOptions = {}): Promise<Gateway> {
   const log = opts.log ?? stderrLog;
   const now = opts.now ?? (() => new Date());
+  // TLS first: a refused key (loose permissions, bad PEM) stops the start before anything is opened.
+  const tlsContext = config.tls ? serverTlsContext(config.tls) : undefined;
   // No silent default: every target resolves to a hook before the gateway accepts anyone.
   const policyHooks: PolicyHook[] = [];
   const hooks = new Map<string, StatementHook>();
@@ -461,13 +463,6 @@ export async function startGateway(config: GatewayConfig, opts: GatewayOptions =
     return run;
   };
 
-  const tlsContext = config.tls
-    ? tls.createSecureContext({
-        cert: readFileSync(config.tls.certFile),
-        key: readFileSync(config.tls.keyFile),
-        minVersion: 'TLSv1.2',
-      })
-    : undefined;
   const pg = await listenPg(config.listen.host, config.listen.port, config.limits.maxConnections, {
     config,
     throttle: new AuthThrottle(),

@@ -107,4 +107,46 @@ describe('gateway configuration', () => {
     );
     delete process.env['WARDEN_TEST_SECRET_X'];
   });
+
+  it('client certificates: per-user requirement, normalised fingerprint, refused without a client CA', () => {
+    const fp = 'ab'.repeat(32);
+    const user = (client_cert: unknown): Record<string, unknown> => ({
+      name: 'alice',
+      kind: 'human',
+      scram_verifier: verifier,
+      client_cert,
+    });
+    const tls = { cert_file: 's.crt', key_file: 's.key', client_ca_file: 'ca.crt' };
+    const c = buildGatewayConfig(
+      base({
+        tls,
+        users: [
+          user({ required: true, subject_cn: 'alice', fingerprint_sha256: fp }),
+          { ...user({ required: false, subject_cn: 'x' }), name: 'bob' },
+          { name: 'carol', kind: 'human', scram_verifier: verifier },
+        ],
+      }),
+      '/etc/w',
+    );
+    assert.equal(c.tls?.clientCaFile, '/etc/w/ca.crt');
+    assert.deepEqual(c.users.get('alice')?.clientCert, {
+      subjectCn: 'alice',
+      fingerprintSha256: Array(32).fill('AB').join(':'),
+    });
+    assert.equal(c.users.get('bob')?.clientCert, undefined, 'required: false asks for nothing');
+    assert.equal(c.users.get('carol')?.clientCert, undefined);
+    assert.throws(
+      () => buildGatewayConfig(base({ users: [user({ required: true })] }), '/tmp'),
+      /user "alice" requires a client certificate but tls.client_ca_file is not configured/,
+    );
+    for (const bad of [
+      { subject_cn: 'a' },
+      { required: true, fingerprint_sha256: 'abc' },
+      { required: true, x: 1 },
+    ])
+      assert.throws(
+        () => buildGatewayConfig(base({ tls, users: [user(bad)] }), '/tmp'),
+        /invalid configuration/,
+      );
+  });
 });

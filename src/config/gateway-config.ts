@@ -20,6 +20,19 @@ export interface UserConfig {
   readonly verifier: ParsedVerifier;
   /** Target name → name of one of that target's upstream logins. */
   readonly logins: Readonly<Record<string, string>>;
+  /**
+   * A TLS client certificate required as a second factor (besides the password); absent: none required.
+   * The certificate must chain to `tls.client_ca_file` and match every constraint given here.
+   */
+  readonly clientCert?: ClientCertRequirement;
+}
+
+/** What a user's TLS client certificate must be (see `users[].client_cert`). */
+export interface ClientCertRequirement {
+  /** The certificate's subject common name must equal this exactly. */
+  readonly subjectCn?: string;
+  /** SHA-256 of the certificate (DER), upper-case hex pairs separated by colons (as Node's `fingerprint256`). */
+  readonly fingerprintSha256?: string;
 }
 
 export interface LoginConfig {
@@ -84,7 +97,13 @@ export interface AuditConfig {
 
 export interface GatewayConfig {
   readonly listen: { readonly host: string; readonly port: number };
-  readonly tls?: { readonly certFile: string; readonly keyFile: string; readonly required: boolean };
+  readonly tls?: {
+    readonly certFile: string;
+    readonly keyFile: string;
+    readonly required: boolean;
+    /** CA (PEM) whose client certificates are accepted; set: clients are asked for a certificate. */
+    readonly clientCaFile?: string;
+  };
   readonly limits: {
     readonly maxMessageBytes: number;
     readonly startupTimeoutMs: number;
@@ -134,6 +153,8 @@ export const gatewayConfigSchema = {
         cert_file: { type: 'string' },
         key_file: { type: 'string' },
         required: { type: 'boolean' },
+        // CA of the client certificates users with `client_cert` must present (second factor).
+        client_ca_file: { type: 'string', minLength: 1 },
       },
     },
     limits: {
@@ -190,6 +211,21 @@ export const gatewayConfigSchema = {
           attributes: { type: 'object', additionalProperties: { type: 'string' } },
           scram_verifier: { type: 'string' },
           logins: { type: 'object', additionalProperties: identifier },
+          // A TLS client certificate as a second factor: the password is still required, and so is a certificate
+          // that chains to tls.client_ca_file and matches subject_cn and/or fingerprint_sha256 (both if given).
+          client_cert: {
+            type: 'object',
+            additionalProperties: false,
+            required: ['required'],
+            properties: {
+              required: { type: 'boolean' },
+              subject_cn: { type: 'string', minLength: 1 },
+              fingerprint_sha256: {
+                type: 'string',
+                pattern: '^(?:[0-9A-Fa-f]{64}|[0-9A-Fa-f]{2}(?::[0-9A-Fa-f]{2}){31})$',
+              },
+            },
+          },
         },
       },
     },
@@ -375,6 +411,7 @@ export function buildGatewayConfig(raw: unknown, baseDir: string): GatewayConfig
     } catch (e) {
       throw new WardenError('CONFIG_INVALID', `user "${u.name}": invalid scram_verifier`, { cause: e });
     }
+    const clientCert = clientCertOf(u, r.tls);
     users.set(u.name, {
       name: u.name,
       kind: u.kind,
@@ -382,10 +419,16 @@ export function buildGatewayConfig(raw: unknown, baseDir: string): GatewayConfig
       attributes: u.attributes ?? {},
       verifier,
       logins: u.logins ?? {},
+      ...(clientCert !== undefined ? { clientCert } : {}),
     });
   }
   const tls = r.tls
-    ? { certFile: path(r.tls.cert_file), keyFile: path(r.tls.key_file), required: r.tls.required ?? false }
+    ? {
+        certFile: path(r.tls.cert_file),
+        keyFile: path(r.tls.key_file),
+        required: r.tls.required ?? false,
+        ...(r.tls.client_ca_file !== undefined ? { clientCaFile: path(r.tls.client_ca_file) } : {}),
+      }
     : undefined;
   return {
     listen: { host: r.listen?.host ?? '127.0.0.1', port: r.listen?.port ?? 15432 },
@@ -414,6 +457,30 @@ export function buildGatewayConfig(raw: unknown, baseDir: string): GatewayConfig
     ...(r.admin_api !== undefined ? { adminApi: loadAdminApiConfig(r.admin_api, baseDir) } : {}),
   };
 }
+/** A validated raw user's client certificate requirement; refused without a client CA to check it against. */
+function clientCertOf(u: any, tls: any): ClientCertRequirement | undefined {
+  const c = u.client_cert;
+  if (c === undefined || c.required !== true) return undefined;
+  if (tls?.client_ca_file === undefined) {
+    throw new WardenError(
+      'CONFIG_INVALID',
+      `user "${u.name}" requires a client certificate but tls.client_ca_file is not configured`,
+    );
+  }
+  return {
+    ...(c.subject_cn !== undefined ? { subjectCn: c.subject_cn } : {}),
+    ...(c.fingerprint_sha256 !== undefined
+      ? { fingerprintSha256: normalizeFingerprint(c.fingerprint_sha256) }
+      : {}),
+  };
+}
+
+/** `ab:cd:…` or `abcd…` → `AB:CD:…` (the form of Node's X509 `fingerprint256`). */
+export function normalizeFingerprint(f: string): string {
+  const hex = f.replaceAll(':', '').toUpperCase();
+  return hex.replace(/(..)(?!$)/g, '$1:');
+}
+
 function auditPostgres(p: any, path: (p: string) => string): AuditPostgresConfig {
   if (p.password_file !== undefined && p.password_env !== undefined) {
     throw new WardenError('CONFIG_INVALID', 'audit.postgres: give password_file or password_env, not both');

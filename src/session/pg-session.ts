@@ -49,7 +49,12 @@ import {
 } from '../wire/pg/messages.js';
 import { ScramServerSession } from '../identity/scram.js';
 import type { AuthThrottle } from '../identity/throttle.js';
-import type { GatewayConfig, TargetConfig, UserConfig } from '../config/gateway-config.js';
+import type {
+  ClientCertRequirement,
+  GatewayConfig,
+  TargetConfig,
+  UserConfig,
+} from '../config/gateway-config.js';
 import { connectUpstream, sendUpstreamCancel, type UpstreamEndpoint } from '../upstream/pg-connect.js';
 import type { CancelRegistry } from './cancel-registry.js';
 
@@ -259,7 +264,14 @@ export class PgSession {
     raw.removeAllListeners('close');
     raw.removeAllListeners('error');
     raw.on('error', () => this.close('client connection error'));
-    const t = new tls.TLSSocket(raw, { isServer: true, secureContext: ctx });
+    // With a client CA configured every client is asked for a certificate; none is required at the TLS layer (a
+    // missing or untrusted one fails authentication later, only for users who need one, looking like a bad password).
+    const requestCert = this.deps.config.tls?.clientCaFile !== undefined;
+    const t = new tls.TLSSocket(raw, {
+      isServer: true,
+      secureContext: ctx,
+      ...(requestCert ? { requestCert: true, rejectUnauthorized: false } : {}),
+    });
     this.client = t;
     this.tls = true;
     t.on('secure', () => t.setNoDelay(true));
@@ -328,16 +340,26 @@ export class PgSession {
     if (this.startupTimer) clearTimeout(this.startupTimer);
     this.startupTimer = null;
     const delay = this.deps.throttle.delayMs(this.sourceAddress, this.user);
+    // The second factor is checked only once the password is right, and fails with the very same answer.
+    const certProblem =
+      result.ok && this.userConfig?.clientCert !== undefined
+        ? clientCertProblem(this.client, this.userConfig.clientCert)
+        : undefined;
     const finish = (): void => {
       if (this.phase === 'closed') return;
-      if (!result.ok || !this.userConfig) {
+      if (!result.ok || !this.userConfig || certProblem !== undefined) {
         this.deps.throttle.failure(this.sourceAddress, this.user);
+        const reason = !this.userConfig
+          ? 'unknown user'
+          : !result.ok
+            ? 'wrong password'
+            : `client certificate: ${certProblem ?? ''}`;
         void this.emitEvent(() =>
           this.deps.events.authFailed?.({
             user: this.user,
             target: this.database,
             sourceAddress: this.sourceAddress,
-            reason: this.userConfig ? 'wrong password' : 'unknown user',
+            reason,
           }),
         );
         // INVARIANT: the same answer whether or not the user exists.
@@ -942,6 +964,40 @@ export class PgSession {
       this.atUpstreamBoundary()
     );
   }
+}
+
+/**
+ * OpenSSL's verdict on the client's certificate chain (against the context's `ca`), or null when it verified.
+ * A TLSSocket made outside a tls.Server never sets `authorized`, so this asks the handle the way tls.Server does
+ * (`_handle.verifyError()`); if that ever goes away, every certificate counts as untrusted (fail closed).
+ */
+function peerVerifyError(t: tls.TLSSocket): string | null {
+  const handle = (t as unknown as { _handle?: { verifyError?: () => (Error & { code?: string }) | null } })
+    ._handle;
+  if (typeof handle?.verifyError !== 'function') return 'verification unavailable';
+  const e = handle.verifyError();
+  return e === null || e === undefined ? null : (e.code ?? e.message);
+}
+
+/**
+ * Why the client's TLS certificate does not satisfy a user's requirement, or undefined when it does. The chain
+ * was verified by the TLS layer against `tls.client_ca_file`; the reason goes to the audit log only.
+ */
+export function clientCertProblem(client: net.Socket, req: ClientCertRequirement): string | undefined {
+  if (!(client instanceof tls.TLSSocket)) return 'none presented (no TLS)';
+  const cert = client.getPeerCertificate();
+  if (cert === null || typeof cert !== 'object' || Object.keys(cert).length === 0) return 'none presented';
+  const verifyError = peerVerifyError(client);
+  if (verifyError !== null) return `not trusted (${verifyError})`;
+  if (req.subjectCn !== undefined) {
+    const cn = cert.subject?.CN;
+    // A subject with several CNs is refused rather than matched on one of them.
+    if (typeof cn !== 'string' || cn !== req.subjectCn) return 'subject CN does not match';
+  }
+  if (req.fingerprintSha256 !== undefined && cert.fingerprint256 !== req.fingerprintSha256) {
+    return 'fingerprint does not match';
+  }
+  return undefined;
 }
 
 /** SHA-256 over the Bind's parameter formats and values, length-prefixed so that no two bindings collide. */

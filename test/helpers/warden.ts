@@ -17,6 +17,8 @@ export interface TestUser {
   readonly groups?: string[];
   /** Targets this user may use; default: every target. */
   readonly targets?: string[];
+  /** `client_cert` as written in YAML (a TLS client certificate as a second factor). */
+  readonly client_cert?: { required: boolean; subject_cn?: string; fingerprint_sha256?: string };
 }
 
 export interface TestTarget {
@@ -41,7 +43,7 @@ export interface TestGatewayOptions {
   readonly targets: TestTarget[];
   readonly users: TestUser[];
   readonly hook?: StatementHook;
-  readonly tls?: { cert_file: string; key_file: string; required?: boolean };
+  readonly tls?: { cert_file: string; key_file: string; required?: boolean; client_ca_file?: string };
   readonly limits?: { max_message_bytes?: number; startup_timeout_ms?: number; max_connections?: number };
   readonly gatewayOptions?: GatewayOptions;
   /** Use this folder for state (and leave it in place at stop) instead of a fresh temporary one. */
@@ -111,6 +113,7 @@ export async function startTestGateway(o: TestGatewayOptions): Promise<TestGatew
       kind: u.kind ?? 'human',
       groups: u.groups ?? [],
       scram_verifier: verifier(u.password),
+      ...(u.client_cert !== undefined ? { client_cert: u.client_cert } : {}),
       logins: Object.fromEntries(
         targets.filter((t) => !u.targets || u.targets.includes(t.name)).map((t) => [t.name, 'app']),
       ),
