@@ -48,6 +48,7 @@ function onlyWardenErrors(f: () => unknown): void {
     if (!isWardenError(e)) {
       throw new Error(
         `non-WardenError thrown: ${e instanceof Error ? `${e.name}: ${e.message}` : String(e)}`,
+        { cause: e },
       );
     }
   }
