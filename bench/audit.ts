@@ -211,6 +211,12 @@ export async function runAuditBench(o: BenchOptions): Promise<AuditResults> {
   }
 }
 
+/** PASS or FAIL against a target, with the margin (e.g. "PASS (+21%)"). */
+export function passFail(value: number, target: number): string {
+  const margin = Math.round((value / target - 1) * 100);
+  return `${value >= target ? 'PASS' : 'FAIL'} (${margin >= 0 ? '+' : ''}${margin}%)`;
+}
+
 export function auditAppendTable(r: AuditResults): Table {
   const best = Math.max(...r.append.filter((x) => x.input === 'entry').map((x) => x.perSecond));
   return {
@@ -228,8 +234,8 @@ export function auditAppendTable(r: AuditResults): Table {
     ]),
     notes: [
       '',
-      `Target: ≥ ${fmt(r.targets.appendPerS)} appends/s under concurrency. Best here: ${fmt(best)} ` +
-        `(${best >= r.targets.appendPerS ? 'met' : 'NOT met'}).`,
+      `Durable appends (new entries): ${fmt(best)}/s, target ≥ ${fmt(r.targets.appendPerS)}/s: ` +
+        `${passFail(best, r.targets.appendPerS)}.`,
       '"new entry": each append builds (makeEntry) and encodes (canonical JSON) a fresh statement entry, as the',
       `gateway does; that alone (no I/O) runs at ${fmt(r.encodePerSecond)} entries/s. "pre-encoded": the store only.`,
     ],
@@ -244,8 +250,9 @@ export function auditVerifyTable(r: AuditResults): Table {
     rows: r.verify.map((x) => [x.mode, fmt(x.seconds, 2), fmt(x.perSecond)]),
     notes: [
       '',
-      `Target: ≥ ${fmt(r.targets.verifyPerS)} entries/s. Here: ${fmt(plain?.perSecond)} ` +
-        `(${(plain?.perSecond ?? 0) >= r.targets.verifyPerS ? 'met' : 'NOT met'}).`,
+      `Verification (hashes and signatures): ${fmt(plain?.perSecond)} entries/s, target ≥ ` +
+        `${fmt(r.targets.verifyPerS)}/s: ${passFail(plain?.perSecond ?? 0, r.targets.verifyPerS)}.`,
+      '`warden audit verify --fast` runs this mode; without --fast it also decodes every entry strictly (second row).',
     ],
   };
 }
@@ -253,4 +260,11 @@ export function auditVerifyTable(r: AuditResults): Table {
 export function printAudit(r: AuditResults): void {
   printTable(auditAppendTable(r));
   printTable(auditVerifyTable(r));
+  const append = Math.max(...r.append.filter((x) => x.input === 'entry').map((x) => x.perSecond));
+  const verify = r.verify.find((x) => x.mode === 'hashes and signatures')?.perSecond ?? 0;
+  process.stdout.write(
+    `audit targets: append ${fmt(append)}/s (target ${fmt(r.targets.appendPerS)}) ` +
+      `${passFail(append, r.targets.appendPerS)}; verify ${fmt(verify)}/s (target ${fmt(r.targets.verifyPerS)}) ` +
+      `${passFail(verify, r.targets.verifyPerS)}\n`,
+  );
 }
