@@ -1,12 +1,13 @@
 // Command line of `npm run bench`: which suites to run and whether to keep runs short.
 
-export const SUITES = ['pgbench', 'analysis', 'audit'] as const;
+export const SUITES = ['pgbench', 'analysis', 'hook', 'audit'] as const;
 export type Suite = (typeof SUITES)[number];
 
 export const USAGE = `usage: npm run bench [-- [${SUITES.join('|')} ...] [--quick]]
 
   pgbench    TPS and latency: direct vs pgbouncer vs Warden (needs postgres, pgbench; pgbouncer optional)
   analysis   SQL analysis and policy decision time, cold and cached (µs)
+  hook       policy hook statements/s with pgbench-like literals, literal fast path off and on
   audit      durable audit append throughput and verifyLog speed
   --quick    short runs (3 s pgbench runs, one round; fewer iterations)
 

@@ -4,6 +4,8 @@ import { printAnalysis, runAnalysisBench } from './analysis.js';
 import type { AnalysisResults } from './analysis.js';
 import { printAudit, runAuditBench } from './audit.js';
 import type { AuditResults } from './audit.js';
+import { printHook, runHookBench } from './hook.js';
+import type { HookResults } from './hook.js';
 import { pgbenchTable, runPgbenchBench } from './pgbench.js';
 import type { PgbenchResults } from './pgbench.js';
 import { printTable, writeResults } from './lib.js';
@@ -20,6 +22,7 @@ interface Results {
   loadAverage: { start: number; end?: number };
   pgbench?: PgbenchResults;
   analysis?: AnalysisResults;
+  hook?: HookResults;
   audit?: AuditResults;
   errors: { suite: Suite; message: string }[];
 }
@@ -74,6 +77,12 @@ async function main(): Promise<number> {
           const r = await runAnalysisBench(opts);
           results.analysis = r;
           printAnalysis(r);
+          break;
+        }
+        case 'hook': {
+          const r = await runHookBench(opts);
+          results.hook = r;
+          printHook(r);
           break;
         }
         case 'audit': {

@@ -13,6 +13,7 @@ import type { StatementHook, StatementOutcome, StatementRequest, StatementVerdic
 import { ERRORS, WardenError, isWardenError } from '../core/errors.js';
 import type { TargetConfig } from '../config/gateway-config.js';
 import { analyzeCached, initSqlAnalyser } from '../sql/analyze.js';
+import { analyzeShaped } from '../sql/fast-path.js';
 import { rewrite } from '../sql/rewrite.js';
 import { parseSql, unwrap } from '../sql/parser.js';
 import type { TableProtection as RewriteProtection } from '../sql/rewrite.js';
@@ -67,6 +68,11 @@ export interface PolicyHookOptions {
    * for every session, without consulting the policy.
    */
   readonly version?: PolicyVersion;
+  /**
+   * Statements that differ only in plain literals share one analysis and decision (src/sql/fast-path.ts); default
+   * true. False analyses and caches every text on its own (benchmarks, differential tests).
+   */
+  readonly fastPath?: boolean;
 }
 
 /** How a policy is named to operators: a bundle's version number (or "folder") and its hash. */
@@ -249,7 +255,12 @@ class Hook implements PolicyHook {
   }
 
   private async decide(req: StatementRequest): Promise<StatementVerdict> {
-    const analysis = analyzeCached(req.sql, { searchPath: this.searchPath });
+    // With the fast path, texts that differ only in literals share an analysis and a decision key (`shaped.key`).
+    const shaped =
+      this.opts.fastPath === false
+        ? { analysis: analyzeCached(req.sql, { searchPath: this.searchPath }), key: `t${req.sql}` }
+        : analyzeShaped(req.sql, { searchPath: this.searchPath });
+    const analysis = shaped.analysis;
     if (analysis.error !== undefined) {
       // 42601 (syntax_error), not 42501: it is what PostgreSQL itself answers for unparsable SQL, so clients and
       // tools report a typo as a typo; the message still says Warden denied it because it could not be parsed.
@@ -316,8 +327,9 @@ class Hook implements PolicyHook {
       ...(jitRoles.length > 0 ? { extraRoles: jitRoles } : {}),
     };
     // The key holds everything the decision depends on: principal, context (time and address only when the
-    // policy uses them), the text, and the bodies EXECUTE resolved to.
-    const key = [decisionCacheKey(this.policy, base), req.sql, ...bodies].join('\u0000');
+    // policy uses them), the text (or its literal shape, when the analysis is shared by the shape), and the bodies
+    // EXECUTE resolved to.
+    const key = [decisionCacheKey(this.policy, base), shaped.key, ...bodies].join('\u0000');
     let decision = this.decisions.get(key);
     const cached = decision !== undefined;
     if (decision === undefined) {

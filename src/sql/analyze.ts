@@ -491,7 +491,14 @@ function resolveObjectName(ctx: Ctx, parts: readonly string[]): QualifiedName {
   return { schema: firstSchema(ctx), name };
 }
 
+/**
+ * Counts reads of literal values (every constString call). `analyze` compares it before and after, so callers can
+ * tell whether an analysis may depend on the values of literals (see readsLiteralValues).
+ */
+let literalReads = 0;
+
 function constString(node: unknown): string | undefined {
+  literalReads++;
   const u = unwrap(node);
   if (!u) return undefined;
   if (u[0] === 'A_Const') {
@@ -933,6 +940,8 @@ function insert(ctx: Ctx, s: NodeBody, outer: Scope): void {
  */
 function restrictsTarget(where: unknown, relation: unknown): boolean {
   if (where === undefined || where === null) return false;
+  // A condition the analyser can show to be always true (or true for every non-NULL value) restricts nothing.
+  if (truthOf(where) === true) return false;
   const rel = isPlainObject(relation) ? relation : {};
   const names = new Set<string>();
   if (typeof rel.relname === 'string') names.add(rel.relname);
@@ -958,6 +967,161 @@ function restrictsTarget(where: unknown, relation: unknown): boolean {
     return false;
   };
   return visit(where, false);
+}
+
+/**
+ * The truth of a WHERE condition when it is recognisably constant, else undefined. Recognised: boolean literals;
+ * NOT, AND, OR over recognised parts; OR holding both `e` and `NOT e`; comparisons of two literals; an expression
+ * compared with itself (`a = a`, `a >= a`, `a IS NOT DISTINCT FROM a`, `a BETWEEN a AND a`: true, `a <> a`:
+ * false; NULLs aside, which is the safe direction for approval rules); `e IS NULL OR e IS NOT NULL`; `e IS TRUE`
+ * and friends over a recognised `e`. Anything else, however obviously true to a person (`id > 0` on a serial key,
+ * `id = id + 0`, a subquery), is undefined: a heuristic, documented in docs/policy.md.
+ * Literal values are read through constString, so the fast path (src/sql/fast-path.ts) sees the dependence.
+ */
+function truthOf(node: unknown, depth = 0): boolean | undefined {
+  if (depth > 64) return undefined;
+  const u = unwrap(node);
+  if (!u) return undefined;
+  const [kind, b] = u;
+  if (kind === 'A_Const') {
+    if (!isPlainObject(b.boolval)) return undefined;
+    return constString(node) === 'true';
+  }
+  if (kind === 'TypeCast') {
+    const tn = isPlainObject(b.typeName) ? list(b.typeName.names) : [];
+    const last = tn.length > 0 ? unwrap(tn[tn.length - 1]) : undefined;
+    const name = last?.[0] === 'String' ? str(last[1].sval) : undefined;
+    if (name !== 'bool' && name !== 'boolean') return undefined;
+    const v = constString(b.arg)?.trim().toLowerCase();
+    if (v === undefined) return truthOf(b.arg, depth + 1);
+    if (['t', 'true', 'y', 'yes', 'on', '1'].includes(v)) return true;
+    if (['f', 'false', 'n', 'no', 'off', '0'].includes(v)) return false;
+    return undefined;
+  }
+  if (kind === 'BoolExpr') {
+    const args = list(b.args);
+    if (b.boolop === 'NOT_EXPR') {
+      const t = truthOf(args[0], depth + 1);
+      return t === undefined ? undefined : !t;
+    }
+    const parts = args.map((a) => truthOf(a, depth + 1));
+    if (b.boolop === 'AND_EXPR') {
+      if (parts.some((t) => t === false)) return false;
+      return parts.every((t) => t === true) ? true : undefined;
+    }
+    if (b.boolop === 'OR_EXPR') {
+      if (parts.some((t) => t === true)) return true;
+      if (complementary(args)) return true;
+      return parts.every((t) => t === false) ? false : undefined;
+    }
+    return undefined;
+  }
+  if (kind === 'BooleanTest') {
+    const t = truthOf(b.arg, depth + 1);
+    if (t === undefined) return undefined;
+    switch (b.booltesttype) {
+      case 'IS_TRUE':
+      case 'IS_NOT_FALSE':
+        return t;
+      case 'IS_FALSE':
+      case 'IS_NOT_TRUE':
+        return !t;
+      default:
+        return undefined;
+    }
+  }
+  if (kind === 'A_Expr') {
+    const op = operatorOf(b);
+    if (b.kind === 'AEXPR_NOT_DISTINCT' && sameExpr(b.lexpr, b.rexpr)) return true;
+    if (b.kind === 'AEXPR_DISTINCT' && sameExpr(b.lexpr, b.rexpr)) return false;
+    if (b.kind === 'AEXPR_BETWEEN' || b.kind === 'AEXPR_BETWEEN_SYM') {
+      const range = isPlainObject(b.rexpr) && isPlainObject(b.rexpr.List) ? list(b.rexpr.List.items) : [];
+      if (range.length === 2 && range.every((r) => sameExpr(b.lexpr, r))) return true;
+      return undefined;
+    }
+    if (b.kind !== 'AEXPR_OP' || op === undefined) return undefined;
+    if (sameExpr(b.lexpr, b.rexpr)) {
+      if (op === '=' || op === '<=' || op === '>=') return true;
+      if (op === '<>' || op === '!=' || op === '<' || op === '>') return false;
+      return undefined;
+    }
+    return compareLiterals(b.lexpr, b.rexpr, op);
+  }
+  return undefined;
+}
+
+function operatorOf(b: NodeBody): string | undefined {
+  const names = list(b.name);
+  if (names.length !== 1) return undefined;
+  const n = unwrap(names[0]);
+  return n?.[0] === 'String' ? str(n[1].sval) : undefined;
+}
+
+/** Two literals compared: the result when both are numbers, or both the same text; else undefined. */
+function compareLiterals(l: unknown, r: unknown, op: string): boolean | undefined {
+  const lu = unwrap(l);
+  const ru = unwrap(r);
+  if (lu?.[0] !== 'A_Const' || ru?.[0] !== 'A_Const') return undefined;
+  const a = constString(l);
+  const b = constString(r);
+  if (a === undefined || b === undefined) return undefined;
+  const num = (x: NodeBody): boolean => isPlainObject(x.ival) || isPlainObject(x.fval);
+  let cmp: number;
+  if (num(lu[1]) && num(ru[1])) {
+    const x = Number(a);
+    const y = Number(b);
+    if (!Number.isFinite(x) || !Number.isFinite(y)) return undefined;
+    cmp = x === y ? 0 : x < y ? -1 : 1;
+  } else if (a === b && isPlainObject(lu[1].sval) === isPlainObject(ru[1].sval)) {
+    cmp = 0;
+  } else {
+    // Text ordering depends on the collation; only equality of identical text is certain.
+    if (isPlainObject(lu[1].sval) && isPlainObject(ru[1].sval) && (op === '=' || op === '<>' || op === '!='))
+      return op !== '=';
+    return undefined;
+  }
+  switch (op) {
+    case '=':
+      return cmp === 0;
+    case '<>':
+    case '!=':
+      return cmp !== 0;
+    case '<':
+      return cmp < 0;
+    case '<=':
+      return cmp <= 0;
+    case '>':
+      return cmp > 0;
+    case '>=':
+      return cmp >= 0;
+    default:
+      return undefined;
+  }
+}
+
+/** `e IS NULL` with `e IS NOT NULL`, or `e` with `NOT e`, among the arms of an OR. */
+function complementary(args: readonly unknown[]): boolean {
+  const nulls: unknown[] = [];
+  const notNulls: unknown[] = [];
+  const plain: unknown[] = [];
+  const negated: unknown[] = [];
+  for (const a of args) {
+    const u = unwrap(a);
+    if (u?.[0] === 'NullTest') (u[1].nulltesttype === 'IS_NULL' ? nulls : notNulls).push(u[1].arg);
+    else if (u?.[0] === 'BoolExpr' && u[1].boolop === 'NOT_EXPR') negated.push(list(u[1].args)[0]);
+    else plain.push(a);
+  }
+  const meet = (xs: unknown[], ys: unknown[]): boolean => xs.some((x) => ys.some((y) => sameExpr(x, y)));
+  return meet(nulls, notNulls) || meet(plain, negated);
+}
+
+/** Structural equality of two expressions, positions ignored (a literal's value counts as a read of it). */
+function sameExpr(a: unknown, b: unknown): boolean {
+  if (a === undefined || a === null || b === undefined || b === null) return false;
+  const strip = (k: string, v: unknown): unknown => (k === 'location' ? undefined : v);
+  const x = JSON.stringify(a, strip);
+  if (x.includes('"A_Const"')) literalReads++;
+  return x === JSON.stringify(b, strip);
 }
 
 function update(ctx: Ctx, s: NodeBody, outer: Scope): void {
@@ -1426,11 +1590,25 @@ function analyzeStatement(node: NodeBody, text: string, searchPath: readonly str
 export function analyze(sql: string, opts: AnalyzeOptions): Analysis {
   const parsed = parseSql(sql);
   if (!parsed.ok) return Object.freeze({ statements: Object.freeze([]), error: parsed.error });
-  return Object.freeze({
+  const reads = literalReads;
+  const result: Analysis = Object.freeze({
     statements: Object.freeze(
       parsed.statements.map((s) => analyzeStatement(s.node, s.text, opts.searchPath)),
     ),
   });
+  if (literalReads !== reads) literalDependent.add(result);
+  return result;
+}
+
+/** Analyses during which the analyser read the value of a literal (set_config's name, a LANGUAGE, ...). */
+const literalDependent = new WeakSet<Analysis>();
+
+/**
+ * Whether producing this analysis read the value of any literal. The literal fast path (fast-path.ts) shares an
+ * analysis between texts that differ only in literals, and only when this is false.
+ */
+export function readsLiteralValues(a: Analysis): boolean {
+  return literalDependent.has(a);
 }
 
 // ---------------------------------------------------------------------------------------------------------------
