@@ -456,6 +456,62 @@ void describe('analyze: statement metadata', () => {
     assert.equal(one('SELECT 1').hasWhere, undefined);
   });
 
+  void test('hasWhere: a WHERE that is recognisably always true counts as none (tautology corpus)', () => {
+    // Each evades a `without_where` approval rule unless recognised: all must count as no WHERE.
+    const evasions = [
+      'DELETE FROM t WHERE a = a',
+      'DELETE FROM t WHERE t.a = t.a',
+      'UPDATE t SET b = 1 WHERE a >= a',
+      'DELETE FROM t WHERE a IS NOT DISTINCT FROM a',
+      'DELETE FROM t WHERE a BETWEEN a AND a',
+      'DELETE FROM t WHERE a = 1 OR true',
+      'DELETE FROM t WHERE true OR a = 1',
+      'DELETE FROM t WHERE a = 1 OR 1 = 1',
+      "DELETE FROM t WHERE a = 1 OR 'x' = 'x'",
+      "DELETE FROM t WHERE a = 1 OR 'x' <> 'y'",
+      'DELETE FROM t WHERE a = 1 OR 2 > 1',
+      'DELETE FROM t WHERE a = 1 OR 1.5 <= 2',
+      'DELETE FROM t WHERE a = 1 OR NOT false',
+      "DELETE FROM t WHERE a = 1 OR 't'::boolean",
+      "DELETE FROM t WHERE a = 1 OR 'yes'::bool",
+      'DELETE FROM t WHERE a = 1 OR (true IS TRUE)',
+      'DELETE FROM t WHERE (a = a) AND (b = b)',
+      'DELETE FROM t WHERE a = a AND true',
+      'DELETE FROM t WHERE NOT (a <> a)',
+      'DELETE FROM t WHERE a IS NULL OR a IS NOT NULL',
+      'DELETE FROM t WHERE a = 1 OR NOT (a = 1)',
+      'DELETE FROM t WHERE lower(b) = lower(b)',
+      'DELETE FROM t WHERE a = 1 OR a = a',
+      'UPDATE t SET b = 1 WHERE (a = a) IS TRUE',
+      'UPDATE t SET b = 1 WHERE a = 1 OR (b = b OR a = 2)',
+      'DELETE FROM t WHERE ((((a = a))))',
+    ];
+    for (const sql of evasions) assert.equal(one(sql).hasWhere, false, sql);
+    // Restricting conditions (or ones the analyser cannot decide) still count as a WHERE.
+    const restricting = [
+      'DELETE FROM t WHERE a = 1',
+      'DELETE FROM t WHERE a = b',
+      'DELETE FROM t WHERE a <> a',
+      'DELETE FROM t WHERE a = 1 OR false',
+      'DELETE FROM t WHERE a = 1 OR 1 = 2',
+      "DELETE FROM t WHERE a = 1 OR 'x' = 'y'",
+      'DELETE FROM t WHERE a = 1 AND true',
+      'DELETE FROM t WHERE a = 1 OR NOT (a = 2)',
+      'DELETE FROM t WHERE a IS NULL OR b IS NOT NULL',
+      'DELETE FROM t WHERE a + 1 = a + 2',
+      "DELETE FROM t WHERE a = 1 OR 'b' > 'a'",
+      'DELETE FROM t WHERE a BETWEEN a AND 10',
+      'UPDATE t SET b = 1 WHERE a IN (SELECT a FROM t)',
+      "DELETE FROM t WHERE a = 1 OR 'maybe'::boolean",
+    ];
+    for (const sql of restricting) assert.equal(one(sql).hasWhere, true, sql);
+    // Every UPDATE/DELETE in the string counts: one tautology makes the whole statement "without WHERE".
+    assert.equal(
+      one('WITH x AS (DELETE FROM t WHERE a = a RETURNING 1) UPDATE u SET c = 1 WHERE c = 2').hasWhere,
+      false,
+    );
+  });
+
   void test('EXECUTE, PREPARE and DEALLOCATE name the prepared statement', () => {
     const e = one('EXECUTE p(1, (SELECT a FROM t))');
     assert.equal(e.kind, 'ExecuteStmt');
