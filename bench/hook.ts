@@ -74,7 +74,10 @@ function request(sql: string, at: Date): StatementRequest {
     path: 'simple',
     receivedAt: at,
     notice: () => undefined,
-    signal: new AbortController().signal,
+    // As the session does: the abort signal is created only if a hook asks for it.
+    get signal() {
+      return new AbortController().signal;
+    },
   };
 }
 

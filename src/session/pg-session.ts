@@ -135,7 +135,8 @@ export class PgSession {
   private queuedBytes = 0;
   private processing = false;
   private outBuf: Buffer[] = [];
-  private holdAbort: AbortController | null = null;
+  /** Aborts the statement or Bind being held; the AbortController behind it is created only if needed. */
+  private holdAbort: { abort(): void } | null = null;
   private readonly token = `warden_denied_${randomBytes(6).toString('hex')}`;
   private readonly tokenBuf: Buffer;
   private tokenSeq = 0;
@@ -591,7 +592,7 @@ export class PgSession {
       if (v instanceof Promise) {
         // Held: forward what came before, then wait. Cancel or disconnect aborts the wait.
         this.flushUpstream();
-        this.holdAbort = controller();
+        this.holdAbort = { abort: () => controller().abort() };
         try {
           verdict = await v;
         } finally {
