@@ -23,7 +23,8 @@ import { createApprovalService, type ApprovalService } from './approvals/service
 import { CatalogCache } from './enforce/catalog-cache.js';
 import { SwappableHook } from './enforce/swappable-hook.js';
 import type { AuditLog } from './audit/log.js';
-import { openAuditLogFromConfig } from './audit/open.js';
+import { openAuditLogFromConfig, pgConnectionFor } from './audit/open.js';
+import { PgApprovalStore } from './approvals/store-pg.js';
 import { AuditRecorder } from './audit/recorder.js';
 import { makeEntry } from './audit/entry.js';
 import type { ApprovalEntry, ConfigEntry, JsonValue } from './audit/entry.js';
@@ -228,8 +229,20 @@ export async function startGateway(config: GatewayConfig, opts: GatewayOptions =
   /** One approvals service per policy-backed target; its events are audit entries, durable before they count. */
   const approvalServices = new Map<string, ApprovalService>();
   const approvalsFor = async (t: TargetConfig, policy: Policy): Promise<ApprovalService> => {
+    // Replicas share requests through PostgreSQL (`approvals.postgres`, rows scoped by target); else the folder.
+    const pgApprovals = config.approvals?.postgres;
     const svc = await createApprovalService({
       dir: join(config.stateDir, 'approvals', t.name),
+      ...(pgApprovals !== undefined
+        ? {
+            store: await PgApprovalStore.open({
+              connection: { ...pgConnectionFor(pgApprovals), application_name: 'warden-approvals' },
+              schema: pgApprovals.schema,
+              table: pgApprovals.table,
+              scope: t.name,
+            }),
+          }
+        : {}),
       policy,
       ...(audit !== undefined
         ? {

@@ -8,8 +8,10 @@ export type {
   RoleRequestInput,
   StatementApprovalInput,
 } from './service.js';
-export { FileApprovalStore, MemoryApprovalStore, APPROVALS_FILE } from './store.js';
-export type { ApprovalStore } from './store.js';
+export { FileApprovalStore, MemoryApprovalStore, APPROVALS_FILE, StaleApprovalState } from './store.js';
+export type { AppendOptions, ApprovalStore } from './store.js';
+export { PgApprovalStore, installPgApprovalSchema } from './store-pg.js';
+export type { PgApprovalStoreOptions, PgApprovalTables } from './store-pg.js';
 export { evaluateQuorum, isEligibleApprover } from './quorum.js';
 export type { Approval, ApproverSlotRule, QuorumResult } from './quorum.js';
 export { bindingHash, paramsHash, BINDING_VERSION } from './binding.js';

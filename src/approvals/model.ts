@@ -21,7 +21,10 @@ export interface StatementBinding {
   /** The exact statement text the client sent. */
   readonly sql: string;
   readonly path: string;
-  /** Hex SHA-256 of the parameter values, or null: the session passes only Parse text today (bound by text). */
+  /**
+   * Hex SHA-256 of the Bind's parameter formats and values (extended protocol), or null for a simple query,
+   * whose values are part of its text.
+   */
   readonly paramsHash: string | null;
   /** Hex SHA-256 binding requester, target, database, text and parameters (see binding.ts). */
   readonly hash: string;
@@ -85,7 +88,12 @@ export type ApprovalRecord = RecordBase &
         readonly decision: 'approve' | 'deny';
         readonly reason?: string;
       }
-    | { readonly type: 'use'; readonly sessionId: string }
+    | {
+        readonly type: 'use';
+        readonly sessionId: string;
+        /** The prepared statement a Bind ran it through (extended protocol), for the audit trail. */
+        readonly statementName?: string;
+      }
     | { readonly type: 'expire' }
     | { readonly type: 'revoke'; readonly groups: readonly string[]; readonly reason?: string }
     | { readonly type: 'review'; readonly groups: readonly string[]; readonly reason?: string }

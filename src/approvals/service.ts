@@ -17,7 +17,7 @@ import type { ApprovalRequirement, Policy } from '../policy/index.js';
 import { bindingHash } from './binding.js';
 import { Refusal, SYSTEM_ACTOR, activeAt, applyRecord, deadlineOf, quorumOf, usableAt } from './model.js';
 import type { ApprovalRecord, ApprovalRequest, Json, RequestStatus } from './model.js';
-import { FileApprovalStore, MemoryApprovalStore } from './store.js';
+import { FileApprovalStore, MemoryApprovalStore, StaleApprovalState } from './store.js';
 import type { ApprovalStore } from './store.js';
 import { Webhook } from './webhook.js';
 
@@ -88,6 +88,8 @@ export interface StatementApprovalInput {
   readonly sql: string;
   readonly path: string;
   readonly paramsHash?: string | null;
+  /** The prepared statement a Bind names (extended protocol). */
+  readonly statementName?: string;
   readonly requirement: ApprovalRequirement;
   readonly reasons: readonly string[];
 }
@@ -114,6 +116,8 @@ const nameOf = (a: Actor): string => (typeof a === 'string' ? a : a.name);
 export class ApprovalService {
   private readonly requests = new Map<string, ApprovalRequest>();
   private readonly applied = new Set<string>();
+  /** Per request: how many of its records (audited markers excluded) this service has applied. */
+  private readonly versions = new Map<string, number>();
   private readonly auditedRefs = new Set<string>();
   private readonly waiters = new Set<() => void>();
   private readonly webhook: Webhook | undefined;
@@ -172,42 +176,49 @@ export class ApprovalService {
     if (!force && t - this.lastSync < (this.opts.syncIntervalMs ?? 200)) return Promise.resolve();
     this.lastSync = t;
     return this.exclusive(async () => {
-      const fresh = await this.store.readNew();
-      const foreign: ApprovalRecord[] = [];
-      for (const rec of fresh) {
-        if (this.applied.has(rec.rid)) continue;
-        this.applied.add(rec.rid);
-        if (rec.type === 'audited') {
-          this.auditedRefs.add(rec.ref);
-          continue;
-        }
-        const next = applyRecord(this.requests.get(rec.requestId), rec);
-        if (next instanceof Refusal) {
-          // Another writer checked it against a state we do not have: keep ours and say so.
-          this.warn(`ignored approval record ${rec.rid}: ${next.message}`);
-          continue;
-        }
-        this.requests.set(rec.requestId, next);
-        if (!rec.audited) foreign.push(rec);
-      }
-      const auditHere = this.opts.auditForeign ?? this.opts.events !== undefined;
-      if (auditHere && this.opts.events !== undefined) {
-        for (const rec of foreign) {
-          if (this.auditedRefs.has(rec.rid)) continue;
-          await this.opts.events.record(this.eventFor(rec, { via: 'store' }));
-          const marker: ApprovalRecord = {
-            ...this.base(rec.requestId, SYSTEM_ACTOR, true),
-            type: 'audited',
-            ref: rec.rid,
-          };
-          await this.store.append(marker);
-          this.applied.add(marker.rid);
-          this.auditedRefs.add(rec.rid);
-        }
-      }
-      if (fresh.length > 0) this.wake();
+      await this.readLocked();
       await this.expireDue();
     });
+  }
+
+  /** Applies the records other writers appended (and audits those nobody audited). Must run inside `exclusive`. */
+  private async readLocked(): Promise<void> {
+    const fresh = await this.store.readNew();
+    const foreign: ApprovalRecord[] = [];
+    for (const rec of fresh) {
+      if (this.applied.has(rec.rid)) continue;
+      this.applied.add(rec.rid);
+      if (rec.type !== 'audited')
+        this.versions.set(rec.requestId, (this.versions.get(rec.requestId) ?? 0) + 1);
+      if (rec.type === 'audited') {
+        this.auditedRefs.add(rec.ref);
+        continue;
+      }
+      const next = applyRecord(this.requests.get(rec.requestId), rec);
+      if (next instanceof Refusal) {
+        // Another writer checked it against a state we do not have: keep ours and say so.
+        this.warn(`ignored approval record ${rec.rid}: ${next.message}`);
+        continue;
+      }
+      this.requests.set(rec.requestId, next);
+      if (!rec.audited) foreign.push(rec);
+    }
+    const auditHere = this.opts.auditForeign ?? this.opts.events !== undefined;
+    if (auditHere && this.opts.events !== undefined) {
+      for (const rec of foreign) {
+        if (this.auditedRefs.has(rec.rid)) continue;
+        await this.opts.events.record(this.eventFor(rec, { via: 'store' }));
+        const marker: ApprovalRecord = {
+          ...this.base(rec.requestId, SYSTEM_ACTOR, true),
+          type: 'audited',
+          ref: rec.rid,
+        };
+        await this.store.append(marker);
+        this.applied.add(marker.rid);
+        this.auditedRefs.add(rec.rid);
+      }
+    }
+    if (fresh.length > 0) this.wake();
   }
 
   private async expireDue(): Promise<void> {
@@ -215,7 +226,12 @@ export class ApprovalService {
     for (const r of [...this.requests.values()]) {
       const d = deadlineOf(r);
       if (d === undefined || Date.parse(d) > at.getTime()) continue;
-      await this.commitLocked({ ...this.base(r.id, SYSTEM_ACTOR), type: 'expire' });
+      try {
+        await this.commitLocked({ ...this.base(r.id, SYSTEM_ACTOR), type: 'expire' });
+      } catch (e) {
+        // Another replica closed it first (its record is now applied): nothing left to expire.
+        if (!(e instanceof ApprovalError && e.reason === 'conflict')) throw e;
+      }
     }
   }
 
@@ -270,6 +286,11 @@ export class ApprovalService {
       case 'use':
         data['sessionId'] = rec.sessionId;
         data['usesLeft'] = r?.usesLeft ?? 0;
+        // What ran: the statement entry (simple query) or the Bind entry (extended protocol) of this session
+        // with this parameters' hash follows this entry in the log.
+        data['paramsHash'] = r?.statement?.paramsHash ?? null;
+        data['bindingHash'] = r?.statement?.hash ?? null;
+        if (rec.statementName !== undefined) data['statementName'] = rec.statementName;
         break;
       case 'revoke':
       case 'review':
@@ -287,25 +308,45 @@ export class ApprovalService {
     };
   }
 
-  /** Check → audit → append → apply. Must run inside `exclusive`. */
+  /**
+   * Check → audit → append → apply. Must run inside `exclusive`. With a store shared by replicas, the append
+   * is refused if another replica changed the request meanwhile: its records are read and the check runs again
+   * (so a vote counts against the real state, and a use of a run-once approval succeeds on one replica only).
+   */
   private async commitLocked(rec: ApprovalRecord): Promise<ApprovalRequest> {
-    const next = applyRecord(this.requests.get(rec.requestId), rec);
-    if (next instanceof Refusal) throw new ApprovalError(next.kind, next.message);
-    if (this.opts.events !== undefined) {
-      // The event describes the state after the change: compute it from `next` without applying yet.
-      const prev = this.requests.get(rec.requestId);
-      this.requests.set(rec.requestId, next);
-      let event: ApprovalAuditEvent;
-      try {
-        event = this.eventFor(rec);
-      } finally {
-        if (prev === undefined) this.requests.delete(rec.requestId);
-        else this.requests.set(rec.requestId, prev);
+    for (let attempt = 0; ; attempt++) {
+      const next = applyRecord(this.requests.get(rec.requestId), rec);
+      if (next instanceof Refusal) throw new ApprovalError(next.kind, next.message);
+      const events = this.opts.events;
+      let event: ApprovalAuditEvent | undefined;
+      if (events !== undefined) {
+        // The event describes the state after the change: compute it from `next` without applying yet.
+        const prev = this.requests.get(rec.requestId);
+        this.requests.set(rec.requestId, next);
+        try {
+          event = this.eventFor(rec);
+        } finally {
+          if (prev === undefined) this.requests.delete(rec.requestId);
+          else this.requests.set(rec.requestId, prev);
+        }
       }
-      await this.opts.events.record(event);
+      try {
+        await this.store.append(rec, {
+          version: this.versions.get(rec.requestId) ?? 0,
+          ...(events !== undefined && event !== undefined ? { beforeWrite: () => events.record(event) } : {}),
+        });
+      } catch (e) {
+        if (!(e instanceof StaleApprovalState) || attempt >= 8) throw e;
+        await this.readLocked();
+        continue;
+      }
+      return this.appliedLocked(rec, next);
     }
-    await this.store.append(rec);
+  }
+
+  private appliedLocked(rec: ApprovalRecord, next: ApprovalRequest): ApprovalRequest {
     this.applied.add(rec.rid);
+    if (rec.type !== 'audited') this.versions.set(rec.requestId, (this.versions.get(rec.requestId) ?? 0) + 1);
     this.requests.set(rec.requestId, next);
     this.wake();
     this.announce(rec, next);
@@ -416,11 +457,18 @@ export class ApprovalService {
           usableAt(x, at),
       );
       if (r === undefined) return undefined;
-      return this.commitLocked({
-        ...this.base(r.id, input.principal.name),
-        type: 'use',
-        sessionId: input.sessionId,
-      });
+      try {
+        return await this.commitLocked({
+          ...this.base(r.id, input.principal.name),
+          type: 'use',
+          sessionId: input.sessionId,
+          ...(input.statementName !== undefined ? { statementName: input.statementName } : {}),
+        });
+      } catch (e) {
+        // Another replica used (or revoked) it first: nothing to claim here.
+        if (e instanceof ApprovalError && e.reason === 'conflict') return undefined;
+        throw e;
+      }
     });
   }
 

@@ -15,10 +15,34 @@ import { join } from 'node:path';
 import { WardenError } from '../core/errors.js';
 import type { ApprovalRecord } from './model.js';
 
-/** Where approval records live. A PostgreSQL store for several replicas implements the same two calls. */
+/** How a record is appended: the writer's view of its request, and what must happen just before the write. */
+export interface AppendOptions {
+  /**
+   * Records of this request (audited markers excluded) the writer has applied. A store shared by several writers
+   * (PgApprovalStore) refuses the append with StaleApprovalState if it holds a different number; the writer then
+   * reads the new records and checks its record again. The local stores have one writer and ignore it.
+   */
+  readonly version?: number;
+  /** Runs after the check and before the write (the audit entry): if it rejects, nothing is written. */
+  readonly beforeWrite?: () => Promise<void>;
+}
+
+/** Another writer changed the request since the writer last read it: re-read, then check the record again. */
+export class StaleApprovalState extends Error {
+  constructor(
+    readonly requestId: string,
+    readonly expected: number,
+    readonly stored: number,
+  ) {
+    super(`approval request ${requestId} changed elsewhere (${stored} records stored, ${expected} seen)`);
+    this.name = 'StaleApprovalState';
+  }
+}
+
+/** Where approval records live: the local JSON Lines file, memory, or PostgreSQL (store-pg.ts) for replicas. */
 export interface ApprovalStore {
   /** Durably appends one record. MUST NOT resolve before the record survives a crash. */
-  append(record: ApprovalRecord): Promise<void>;
+  append(record: ApprovalRecord, opts?: AppendOptions): Promise<void>;
   /** Records not returned by earlier calls, in store order (everything on the first call). */
   readNew(): Promise<ApprovalRecord[]>;
   close(): Promise<void>;
@@ -28,7 +52,8 @@ export const APPROVALS_FILE = 'approvals.jsonl';
 /** A line longer than this is refused (the statement text is the only large field). */
 export const MAX_RECORD_BYTES = 4 * 1024 * 1024;
 
-function isRecord(v: unknown): v is ApprovalRecord {
+/** Whether a parsed value has the shape of a record (the service's rules check the rest). */
+export function isApprovalRecord(v: unknown): v is ApprovalRecord {
   if (typeof v !== 'object' || v === null) return false;
   const r = v as Record<string, unknown>;
   return (
@@ -80,11 +105,12 @@ export class FileApprovalStore implements ApprovalStore {
     return fh;
   }
 
-  async append(record: ApprovalRecord): Promise<void> {
+  async append(record: ApprovalRecord, opts: AppendOptions = {}): Promise<void> {
     const line = Buffer.from(JSON.stringify(record) + '\n', 'utf8');
     if (line.length > MAX_RECORD_BYTES) {
       throw new WardenError('INTERNAL', `approval record of ${line.length} bytes exceeds the limit`);
     }
+    await opts.beforeWrite?.();
     try {
       const fh = await this.openWriter();
       await fh.write(line);
@@ -129,7 +155,7 @@ export class FileApprovalStore implements ApprovalStore {
       } catch {
         parsed = undefined;
       }
-      if (!isRecord(parsed)) {
+      if (!isApprovalRecord(parsed)) {
         this.skipped++;
         this.onWarning(`skipped a torn or invalid line in ${this.path}`);
         continue;
@@ -150,9 +176,9 @@ export class FileApprovalStore implements ApprovalStore {
 export class MemoryApprovalStore implements ApprovalStore {
   private readonly records: ApprovalRecord[] = [];
   private read = 0;
-  append(record: ApprovalRecord): Promise<void> {
+  async append(record: ApprovalRecord, opts: AppendOptions = {}): Promise<void> {
+    await opts.beforeWrite?.();
     this.records.push(structuredClone(record));
-    return Promise.resolve();
   }
   readNew(): Promise<ApprovalRecord[]> {
     const out = this.records.slice(this.read);

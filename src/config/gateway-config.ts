@@ -95,6 +95,12 @@ export interface AuditConfig {
   readonly postgres?: AuditPostgresConfig;
 }
 
+/** Where approval requests live: by default `<state_dir>/approvals/<target>/approvals.jsonl`; `postgres` for replicas. */
+export interface ApprovalsConfig {
+  /** A PostgreSQL table shared by every replica (installPgApprovalSchema); rows carry their target's name. */
+  readonly postgres?: AuditPostgresConfig;
+}
+
 export interface GatewayConfig {
   readonly listen: { readonly host: string; readonly port: number };
   readonly tls?: {
@@ -114,6 +120,8 @@ export interface GatewayConfig {
   readonly stateDir: string;
   /** The audit log; absent only where a caller wires its own (tests). */
   readonly audit?: AuditConfig;
+  /** The approvals store; absent: the local folder under `stateDir`. */
+  readonly approvals?: ApprovalsConfig;
   readonly users: ReadonlyMap<string, UserConfig>;
   readonly targets: ReadonlyMap<string, TargetConfig>;
   /** The admin HTTP API (sessions, audit, policy, approvals, metrics); absent: not started. */
@@ -180,6 +188,30 @@ export const gatewayConfigSchema = {
         checkpoint_interval_ms: { type: 'integer', minimum: 0, maximum: 86400000 },
         key_file: { type: 'string' },
         retention_days: { type: 'integer', minimum: 0, maximum: 36500 },
+        postgres: {
+          type: 'object',
+          additionalProperties: false,
+          required: ['host', 'port', 'database', 'user'],
+          properties: {
+            host: { type: 'string', minLength: 1 },
+            port: { type: 'integer', minimum: 1, maximum: 65535 },
+            database: { type: 'string', minLength: 1 },
+            user: { type: 'string', minLength: 1 },
+            password_file: { type: 'string' },
+            password_env: { type: 'string' },
+            schema: { type: 'string', pattern: '^[a-z_][a-z0-9_]{0,50}$' },
+            table: { type: 'string', pattern: '^[a-z_][a-z0-9_]{0,50}$' },
+            tls: upstreamTlsSchema,
+          },
+        },
+      },
+    },
+    // Approval requests in PostgreSQL (several replicas share them): the same connection block as audit.postgres,
+    // schema default `warden_approvals`, table default `records` (one table; each row names its target).
+    approvals: {
+      type: 'object',
+      additionalProperties: false,
+      properties: {
         postgres: {
           type: 'object',
           additionalProperties: false,
@@ -449,6 +481,17 @@ export function buildGatewayConfig(raw: unknown, baseDir: string): GatewayConfig
             ...(r.audit.key_file !== undefined ? { keyFile: path(r.audit.key_file) } : {}),
             retentionDays: r.audit.retention_days ?? 365,
             ...(r.audit.postgres !== undefined ? { postgres: auditPostgres(r.audit.postgres, path) } : {}),
+          },
+        }
+      : {}),
+    ...(r.approvals?.postgres !== undefined
+      ? {
+          approvals: {
+            postgres: {
+              ...auditPostgres(r.approvals.postgres, path),
+              schema: r.approvals.postgres.schema ?? 'warden_approvals',
+              table: r.approvals.postgres.table ?? 'records',
+            },
           },
         }
       : {}),

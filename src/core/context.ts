@@ -59,6 +59,10 @@ export interface BindRequest {
   /** SHA-256 (hex) over the parameter formats and values; NULL is distinct from an empty value. */
   readonly paramsHash: string;
   readonly paramCount: number;
+  /** Send an informational notice to the client while the Bind is held (e.g. waiting for approval). */
+  notice?(message: string): void;
+  /** Aborted when the client cancels or disconnects while the Bind is held. */
+  readonly signal?: AbortSignal;
 }
 
 /** The hook's answer. Any exception thrown by a hook is treated as a denial (fail closed). */

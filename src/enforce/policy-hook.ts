@@ -9,7 +9,15 @@
 // hook, so no allow is ever served from a previous policy.
 
 import type { StatementSummary } from '../core/access.js';
-import type { StatementHook, StatementOutcome, StatementRequest, StatementVerdict } from '../core/context.js';
+import type {
+  BindRequest,
+  SessionContext,
+  StatementHook,
+  StatementOutcome,
+  StatementPath,
+  StatementRequest,
+  StatementVerdict,
+} from '../core/context.js';
 import { ERRORS, WardenError, isWardenError } from '../core/errors.js';
 import type { TargetConfig } from '../config/gateway-config.js';
 import { analyzeCached, initSqlAnalyser } from '../sql/analyze.js';
@@ -89,6 +97,11 @@ export interface PolicyHook extends StatementHook {
   readonly policy: Policy;
   readonly target: TargetConfig;
   check(request: StatementRequest): Promise<StatementVerdict>;
+  /**
+   * A Bind of a statement whose Parse the policy sent to approval: decided here, bound to the parameters' hash
+   * (run if an approval for this exact text and these parameters can be claimed; else refused or held).
+   */
+  bind(request: BindRequest): Promise<StatementVerdict | undefined> | StatementVerdict | undefined;
   /** Forget a session's prepared statements (wire to SessionEvents.closed). */
   sessionClosed(sessionId: string): void;
   /** Number of sessions whose prepared statements are tracked (tests, metrics). */
@@ -103,6 +116,27 @@ export interface PolicyHook extends StatementHook {
 
 /** Prepared statement name → every body that may be prepared under it in the session (all are decided). */
 type PreparedMap = Map<string, readonly StatementSummary[]>;
+
+/** A statement prepared (Parse, or SQL PREPARE) that the policy sends to approval: each Bind of it is gated. */
+interface GatedBody {
+  /** The text the approval binds to (the Parse text as the client sent it, or the PREPARE statement). */
+  readonly sql: string;
+  readonly decision: Decision;
+  readonly need: ApprovalRequirement;
+  readonly cached: boolean;
+}
+
+/** What one gated execution is bound to: who, where, which text, which parameters (null: none, simple query). */
+interface GateInput {
+  readonly session: SessionContext;
+  readonly sql: string;
+  readonly path: StatementPath;
+  readonly paramsHash: string | null;
+  /** The prepared statement a Bind names (for the audit trail of its use). */
+  readonly statementName?: string;
+  notice(message: string): void;
+  readonly signal: AbortSignal;
+}
 
 const MAX_PREPARED_PER_SESSION = 1000;
 /** Bodies kept per name (a driver that re-parses one name after closing it would otherwise grow the list). */
@@ -174,6 +208,12 @@ class Hook implements PolicyHook {
   private readonly rewrites = new Map<string, string>();
   private readonly sessions = new Map<string, PreparedMap>();
   private readonly ddlVerdicts = new WeakSet<StatementVerdict>();
+  /**
+   * Per session: statement name → the approval-gated bodies that may be live under it. '' (the unnamed statement)
+   * is replaced by every Parse; a named one keeps older gated bodies (a Parse of a taken name fails upstream, so
+   * the old body may still be the one that runs). INVARIANT: a Bind of a name listed here never runs unapproved.
+   */
+  private readonly gated = new Map<string, Map<string, readonly GatedBody[]>>();
   private readonly searchPath: readonly string[];
   private readonly maxSessions: number;
 
@@ -193,15 +233,132 @@ class Hook implements PolicyHook {
   }
 
   async check(req: StatementRequest): Promise<StatementVerdict> {
+    // Every Parse drops the unnamed statement upstream: the client's own replaces it, and a refused Parse is
+    // replaced by an unnamed one that fails. So the unnamed statement's gate goes with it.
+    const parse = req.path === 'parse';
+    if (parse && (req.statementName ?? '') === '') this.dropGate(req.session.sessionId, '');
+    let verdict: StatementVerdict;
     try {
-      return await this.decide(req);
+      verdict = await this.decide(req);
     } catch (e) {
       // INVARIANT: a hook error is a denial (the session would deny too, but say so here, with a rule).
-      return hookDenial(
+      verdict = hookDenial(
         'internal-error',
         `the statement could not be decided (${e instanceof Error ? e.message : String(e)})`,
       );
     }
+    if (parse && verdict.action === 'deny') this.dropGate(req.session.sessionId, '');
+    return verdict;
+  }
+
+  bind(req: BindRequest): Promise<StatementVerdict | undefined> | undefined {
+    const approvals = this.opts.approvals;
+    if (approvals === undefined) return undefined;
+    const bodies = this.gated.get(req.session.sessionId)?.get(req.statementName);
+    if (bodies === undefined || bodies.length === 0) return undefined;
+    return this.bindGated(approvals, req, bodies).then(
+      (v) => {
+        // A refused Bind is replaced upstream by an unnamed Parse that fails, which drops the unnamed statement.
+        if (v.action === 'deny') this.dropGate(req.session.sessionId, '');
+        return v;
+      },
+      (e: unknown) => {
+        this.dropGate(req.session.sessionId, '');
+        return hookDenial(
+          'internal-error',
+          `the parameters could not be decided (${e instanceof Error ? e.message : String(e)})`,
+        );
+      },
+    );
+  }
+
+  /**
+   * A Bind of an approval-gated statement: the approval is bound to the statement text and this Bind's
+   * parameters. Several different gated bodies that may be live under one name cannot be told apart: refused.
+   */
+  private async bindGated(
+    approvals: ApprovalService,
+    req: BindRequest,
+    bodies: readonly GatedBody[],
+  ): Promise<StatementVerdict> {
+    const texts = new Set(bodies.map((b) => b.sql));
+    const body = bodies[bodies.length - 1] as GatedBody;
+    if (texts.size > 1) {
+      return hookDenial(
+        'approval:ambiguous-statement',
+        `prepared statement "${req.statementName}" may hold any of ${texts.size} statements that need approval ` +
+          '(it was prepared again under the same name); prepare it under a new name',
+        ERRORS.APPROVAL_REQUIRED.sqlstate,
+      );
+    }
+    await approvals.sync();
+    const signal = req.signal ?? new AbortController().signal;
+    const input: GateInput = {
+      session: req.session,
+      sql: body.sql,
+      path: 'parse',
+      paramsHash: req.paramsHash,
+      statementName: req.statementName,
+      notice: (m) => req.notice?.(m),
+      signal,
+    };
+    const gated = await this.gate(approvals, input, body.decision, body.need, body.cached);
+    if ('action' in gated) return gated;
+    return { action: 'allow', decision: ranUnder(plain(body.decision, false, body.cached), gated) };
+  }
+
+  private dropGate(sessionId: string, name: string): void {
+    const names = this.gated.get(sessionId);
+    if (names === undefined || !names.delete(name)) return;
+    if (names.size === 0) this.gated.delete(sessionId);
+  }
+
+  /**
+   * After an allowed statement: which prepared names are now gated. A Parse the policy sent to approval gates its
+   * name; an SQL PREPARE in a string that needed (and got) approval gates its name too, since a protocol Bind can
+   * execute it. A later ungated Parse of a taken name does not clear the gate (it fails upstream).
+   */
+  private noteGates(
+    req: StatementRequest,
+    statements: readonly StatementSummary[],
+    decision: Decision,
+    cached: boolean,
+    parsed: GatedBody | undefined,
+  ): void {
+    const add: [string, GatedBody][] = [];
+    if (parsed !== undefined) add.push([req.statementName ?? '', parsed]);
+    if (decision.effect === 'approval' && decision.approval !== undefined && req.path === 'simple') {
+      for (const s of statements) {
+        if (s.kind === 'PrepareStmt' && s.preparedName !== undefined)
+          add.push([s.preparedName, { sql: s.text, decision, need: decision.approval, cached }]);
+      }
+    }
+    if (add.length === 0) return;
+    const sessionId = req.session.sessionId;
+    let names = this.gated.get(sessionId);
+    if (names === undefined) {
+      // Never evicted while the session lives (dropping a gate would let its Binds run unapproved); bounded by
+      // refusing new gated names past MAX_PREPARED_PER_SESSION (see decide).
+      names = new Map();
+      this.gated.set(sessionId, names);
+    }
+    for (const [name, body] of add) {
+      const old = name === '' ? [] : (names.get(name) ?? []);
+      names.set(name, [...old.filter((b) => b.sql !== body.sql), body].slice(-MAX_BODIES_PER_NAME));
+    }
+  }
+
+  private gateInput(req: StatementRequest): GateInput {
+    return {
+      session: req.session,
+      sql: req.sql,
+      path: req.path,
+      paramsHash: null,
+      notice: (m) => req.notice(m),
+      get signal() {
+        return req.signal;
+      },
+    };
   }
 
   outcome(o: StatementOutcome): void {
@@ -211,12 +368,17 @@ class Hook implements PolicyHook {
 
   sessionClosed(sessionId: string): void {
     this.sessions.delete(sessionId);
+    this.gated.delete(sessionId);
   }
 
   inheritSessions(previous: PolicyHook): void {
     if (!(previous instanceof Hook) || previous === this) return;
     for (const [id, prepared] of previous.sessions) {
       if (!this.sessions.has(id)) this.sessions.set(id, new Map(prepared));
+    }
+    // Approval gates survive a policy swap: a statement prepared under approval still needs it at Bind.
+    for (const [id, names] of previous.gated) {
+      if (!this.gated.has(id)) this.gated.set(id, new Map(names));
     }
     while (this.sessions.size > this.maxSessions) {
       const oldest = this.sessions.keys().next();
@@ -346,6 +508,7 @@ class Hook implements PolicyHook {
       };
     }
     let approvedBy: ApprovalRequest | undefined;
+    let gatedBody: GatedBody | undefined;
     if (decision.effect === 'approval' && decision.approval !== undefined) {
       if (approvals === undefined) {
         return {
@@ -355,9 +518,24 @@ class Hook implements PolicyHook {
           decision: plain(decision, false, cached),
         };
       }
-      const gated = await this.gate(approvals, req, decision, decision.approval, cached);
-      if ('action' in gated) return gated;
-      approvedBy = gated;
+      if (req.path === 'parse') {
+        // Extended protocol: a Parse runs nothing, so it goes through (rewritten like any allowed statement);
+        // the approval is decided at each Bind, bound to the text and the parameters' hash (see bind()).
+        const names = this.gated.get(sessionId);
+        const name = req.statementName ?? '';
+        if (names !== undefined && names.size >= MAX_PREPARED_PER_SESSION && !names.has(name)) {
+          return hookDenial(
+            'approval:too-many-statements',
+            `this session already holds ${names.size} prepared statements that need approval`,
+            ERRORS.APPROVAL_REQUIRED.sqlstate,
+          );
+        }
+        gatedBody = { sql: req.sql, decision, need: decision.approval, cached };
+      } else {
+        const gated = await this.gate(approvals, this.gateInput(req), decision, decision.approval, cached);
+        if ('action' in gated) return gated;
+        approvedBy = gated;
+      }
     } else if (decision.effect !== 'allow') return hookDenial('internal-error', 'unexpected decision');
 
     let sql: string;
@@ -371,6 +549,7 @@ class Hook implements PolicyHook {
     const rewritten = sql !== req.sql;
     let data = plain(decision, rewritten, cached);
     if (approvedBy !== undefined) data = ranUnder(data, approvedBy);
+    if (gatedBody !== undefined) data = deferredToBind(data);
     if (jitRoles.length > 0) data = { ...data, jitRoles };
     const verdict: StatementVerdict = {
       action: 'allow',
@@ -378,6 +557,7 @@ class Hook implements PolicyHook {
       decision: data,
     };
     this.commitPrepared(sessionId, prepared);
+    if (approvals !== undefined) this.noteGates(req, analysis.statements, decision, cached, gatedBody);
     if (analysis.statements.some(isDdl)) {
       this.catalog.invalidate();
       this.ddlVerdicts.add(verdict);
@@ -392,13 +572,13 @@ class Hook implements PolicyHook {
    */
   private async gate(
     approvals: ApprovalService,
-    req: StatementRequest,
+    req: GateInput,
     decision: Decision,
     need: ApprovalRequirement,
     cached: boolean,
   ): Promise<ApprovalRequest | StatementVerdict> {
     const s = req.session;
-    // The session passes only the statement text (Parse text for the extended protocol): bound by text.
+    // Bound to the text and, at a Bind, to the parameters' hash (a simple query's values are in its text).
     const input = {
       principal: s.principal,
       target: s.target,
@@ -407,7 +587,8 @@ class Hook implements PolicyHook {
       sessionId: s.sessionId,
       sql: req.sql,
       path: req.path,
-      paramsHash: null,
+      paramsHash: req.paramsHash,
+      ...(req.statementName !== undefined ? { statementName: req.statementName } : {}),
     };
     const claimed = await approvals.claim(input);
     if (claimed !== undefined) return claimed;
@@ -424,7 +605,8 @@ class Hook implements PolicyHook {
     });
     const pendingMessage = (r: ApprovalRequest): string =>
       `approval required by ${need.rule}: request ${r.id} needs ${describeMissing(approvals, r)}; ` +
-      `approve it with "warden approvals approve ${r.id}", then run the identical statement again ` +
+      `approve it with "warden approvals approve ${r.id}", then run the identical statement` +
+      `${req.paramsHash === null ? '' : ' with the same parameters'} again ` +
       `(the request expires at ${r.expiresAt})`;
     if (need.mode === 'error')
       return refuse(ERRORS.APPROVAL_REQUIRED.sqlstate, pendingMessage(request), request);
@@ -537,6 +719,17 @@ class Hook implements PolicyHook {
 }
 
 class RefusedColumns extends Error {}
+
+/** A Parse whose approval is decided at each Bind: it was let through, and the audit entry says why. */
+function deferredToBind(d: HookDecision): HookDecision {
+  return {
+    ...d,
+    reasons: [
+      ...d.reasons,
+      'the approval is decided at each Bind, bound to the parameters; the Parse runs nothing',
+    ],
+  };
+}
 
 function describeMissing(approvals: ApprovalService, r: ApprovalRequest): string {
   const open = approvals.missing(r.id);

@@ -16,6 +16,8 @@ export interface AuthThrottleOptions {
   readonly maxKeys?: number;
   /** Clock in milliseconds (default Date.now). */
   readonly now?: () => number;
+  /** Most slowed-down attempts from one address waiting at the same time; more are refused (default 4). */
+  readonly maxWaitingPerAddress?: number;
 }
 
 interface Counter {
@@ -88,6 +90,9 @@ export class AuthThrottle {
   readonly #addresses: CounterMap;
   readonly #users: CounterMap;
   readonly #pairs: CounterMap;
+  readonly #maxWaiting: number;
+  /** Slowed-down attempts waiting now, per address key (entries exist only while attempts wait). */
+  readonly #waiting = new Map<string, number>();
 
   constructor(opts: AuthThrottleOptions = {}) {
     this.#free = positiveInteger(opts.freeFailures, 3, 'freeFailures', 0);
@@ -99,6 +104,27 @@ export class AuthThrottle {
     this.#addresses = new CounterMap(maxKeys, windowMs);
     this.#users = new CounterMap(maxKeys, windowMs);
     this.#pairs = new CounterMap(maxKeys, windowMs);
+    this.#maxWaiting = positiveInteger(opts.maxWaitingPerAddress, 4, 'maxWaitingPerAddress');
+  }
+
+  /**
+   * Takes a waiting slot for a slowed-down attempt from `address`; returns its release (idempotent), or null when
+   * the address already has `maxWaitingPerAddress` attempts waiting. Without this, parallel guesses from one
+   * address would each wait their delay side by side, and the delay would limit nothing.
+   */
+  enterDelay(address: string): (() => void) | null {
+    const key = addressKey(address);
+    const n = this.#waiting.get(key) ?? 0;
+    if (n >= this.#maxWaiting) return null;
+    this.#waiting.set(key, n + 1);
+    let released = false;
+    return () => {
+      if (released) return;
+      released = true;
+      const m = (this.#waiting.get(key) ?? 1) - 1;
+      if (m <= 0) this.#waiting.delete(key);
+      else this.#waiting.set(key, m);
+    };
   }
 
   /** The delay to apply before answering the next authentication attempt of `user` from `address`. */

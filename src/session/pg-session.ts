@@ -129,6 +129,8 @@ export class PgSession {
   private upstreamSecret = 0;
   private myKey: { pid: number; secret: number } | null = null;
   private closeReason = '';
+  /** Releases this session's waiting slot in the authentication throttle (while a slowed answer is pending). */
+  private releaseAuthSlot: (() => void) | null = null;
 
   // statement path state
   private readonly queue: Frame[] = [];
@@ -349,7 +351,6 @@ export class PgSession {
     const finish = (): void => {
       if (this.phase === 'closed') return;
       if (!result.ok || !this.userConfig || certProblem !== undefined) {
-        this.deps.throttle.failure(this.sourceAddress, this.user);
         const reason = !this.userConfig
           ? 'unknown user'
           : !result.ok
@@ -375,8 +376,38 @@ export class PgSession {
       this.client.write(Buffer.concat([authSaslFinal(result.serverFinal), authOk()]));
       void this.connect(this.userConfig);
     };
-    if (delay > 0) setTimeout(finish, delay);
-    else finish();
+    // A failure counts at once, not when it is answered, so that parallel guesses see each other's failures.
+    if (!result.ok || !this.userConfig || certProblem !== undefined) {
+      this.deps.throttle.failure(this.sourceAddress, this.user);
+    }
+    if (delay === 0) {
+      finish();
+      return;
+    }
+    // Only a few slowed-down attempts per address wait at a time; more are refused without an answer on the password.
+    const release = this.deps.throttle.enterDelay(this.sourceAddress);
+    if (release === null) {
+      void this.emitEvent(() =>
+        this.deps.events.authFailed?.({
+          user: this.user,
+          target: this.database,
+          sourceAddress: this.sourceAddress,
+          reason: 'throttled: too many attempts waiting from this address',
+        }),
+      );
+      this.fatal(
+        '53300',
+        'too many authentication attempts from this address; try again later',
+        'authentication throttled',
+      );
+      return;
+    }
+    this.releaseAuthSlot = release;
+    setTimeout(() => {
+      release();
+      this.releaseAuthSlot = null;
+      finish();
+    }, delay);
   }
 
   private async emitEvent(fn: () => Promise<void> | void): Promise<void> {
@@ -908,6 +939,7 @@ export class PgSession {
     this.phase = 'closed';
     this.closeReason = reason;
     if (this.startupTimer) clearTimeout(this.startupTimer);
+    this.releaseAuthSlot?.();
     this.holdAbort?.abort();
     if (this.myKey) this.deps.cancels.release(this.myKey.pid);
     if (graceful) this.client.end();
