@@ -30,6 +30,11 @@ import { makeEntry } from './audit/entry.js';
 import type { ApprovalEntry, ConfigEntry, JsonValue } from './audit/entry.js';
 import {
   BundleError,
+  BundleGuard,
+  SettingsEnforcer,
+  effectiveExpiry,
+  parseEnvelope,
+  verifyRoot,
   installBundleFile,
   isBundleError,
   loadStartupBundle,
@@ -39,6 +44,7 @@ import {
   writeActivationState,
 } from './bundle/index.js';
 import type { ActivatedBundle, RootDocument, VerifiedBundle } from './bundle/index.js';
+import type { TargetSessionSettings } from './session/pg-session.js';
 import { startAdminApi, type AdminApi } from './admin-api/server.js';
 import { createWardenMetrics, type WardenMetrics } from './admin-api/metrics.js';
 import { gatewayProviders, type BundleHistoryItem } from './admin-api/gateway-providers.js';
@@ -78,6 +84,13 @@ export interface RunningPolicy {
     readonly approvers: readonly string[];
     readonly expires: string;
     readonly activatedAt: string;
+    /** The bundle's target settings, as signed. */
+    readonly settings: Readonly<Record<string, JsonValue>>;
+    /** When statements stop being served: the earlier of the bundle's and the root's expiry. */
+    readonly expiresAt: string;
+    readonly expiresBy: 'bundle' | 'root';
+    /** `expiring`: less than 7 days left (warned); `expired`: every statement is refused (WA010). */
+    readonly state: 'current' | 'expiring' | 'expired';
   };
 }
 
@@ -127,14 +140,29 @@ export interface Gateway {
 
 type BundlePolicy = Extract<TargetConfig['policy'], { kind: 'bundle' }>;
 
+/** From this long before a bundle (or root) expires, the gateway warns (log, API, metrics). */
+export const EXPIRY_WARNING_MS = 7 * 86_400_000;
+/** setTimeout's longest delay; longer waits are chained. */
+const MAX_TIMER_MS = 2 ** 31 - 1;
+
+/** One bundle generation's run-time parts: the guard statements pass, and the settings sessions read. */
+interface Generation {
+  readonly guard: BundleGuard;
+  readonly session: TargetSessionSettings;
+  /** Expiry warning and expiry timers of this generation. */
+  readonly timers: Set<NodeJS.Timeout>;
+}
+
 /** A target that runs from a signed bundle: its pinned root, what it runs, and the hook sessions hold. */
 interface BundleTarget {
   readonly target: TargetConfig;
   readonly files: BundlePolicy;
-  readonly root: RootDocument;
+  /** The trusted root; an activation may rotate it (k old and k new signatures) when the root file changed. */
+  root: RootDocument;
   readonly catalog: CatalogCache;
   readonly hook: SwappableHook<RunningPolicy>;
   current: ActivatedBundle;
+  gen: Generation;
   currentPolicyHook: PolicyHook;
   /** Activations of this target run one at a time, in call order. */
   queue: Promise<unknown>;
@@ -174,7 +202,8 @@ function versionText(p: RunningPolicy): string {
   return p.kind === 'bundle' ? `${p.label} ${p.hash}` : p.kind === 'folder' ? p.hash : p.label;
 }
 
-function runningFromBundle(target: string, v: VerifiedBundle, at: Date): RunningPolicy {
+function runningFromBundle(target: string, v: VerifiedBundle, at: Date, root: RootDocument): RunningPolicy {
+  const expiry = effectiveExpiry(v.payload.expires, root.expires);
   return {
     target,
     kind: 'bundle',
@@ -187,8 +216,20 @@ function runningFromBundle(target: string, v: VerifiedBundle, at: Date): Running
       approvers: v.approvers.map((k) => k.keyId),
       expires: v.payload.expires,
       activatedAt: at.toISOString(),
+      settings: v.payload.settings as Record<string, JsonValue>,
+      expiresAt: expiry.at.toISOString(),
+      expiresBy: expiry.by,
+      state: 'current',
     },
   };
+}
+
+/** What a target runs, with its expiry state at `at`. */
+function withState(p: RunningPolicy, at: Date): RunningPolicy {
+  if (p.bundle === undefined) return p;
+  const left = Date.parse(p.bundle.expiresAt) - at.getTime();
+  const state = left <= 0 ? 'expired' : left <= EXPIRY_WARNING_MS ? 'expiring' : 'current';
+  return state === p.bundle.state ? p : { ...p, bundle: { ...p.bundle, state } };
 }
 
 function bundleData(v: VerifiedBundle): Record<string, JsonValue> {
@@ -200,6 +241,7 @@ function bundleData(v: VerifiedBundle): Record<string, JsonValue> {
     author: v.author.keyId,
     approvers: v.approvers.map((k) => k.keyId),
     expires: v.payload.expires,
+    settings: v.payload.settings as Record<string, JsonValue>,
   };
 }
 
@@ -220,6 +262,29 @@ export async function startGateway(config: GatewayConfig, opts: GatewayOptions =
   const history: BundleHistoryItem[] = [];
   const metrics: WardenMetrics | undefined =
     config.adminApi !== undefined ? createWardenMetrics() : undefined;
+  if (metrics !== undefined) {
+    // Bundle expiry, per target: alert well before it (the gateway warns from 7 days before; at 0 it refuses all).
+    const left = metrics.registry.gauge(
+      'warden_bundle_expiry_seconds',
+      "Seconds until the target's signed bundle (or its root) expires; negative once expired.",
+      ['target'],
+    );
+    const state = metrics.registry.gauge(
+      'warden_bundle_expiry_state',
+      'Bundle expiry state per target: 0 current, 1 expiring within 7 days, 2 expired (statements refused).',
+      ['target'],
+    );
+    metrics.registry.onCollect(() => {
+      const at = now();
+      for (const b of bundles.values()) {
+        const p = withState(b.hook.current.info, at);
+        if (p.bundle === undefined) continue;
+        left.set((Date.parse(p.bundle.expiresAt) - at.getTime()) / 1000, { target: b.target.name });
+        const n = p.bundle.state === 'expired' ? 2 : p.bundle.state === 'expiring' ? 1 : 0;
+        state.set(n, { target: b.target.name });
+      }
+    });
+  }
 
   /** Appends a `config.*` entry and waits until it is durable; a no-op without an audit log. */
   const recordConfig = async (kind: `config.${string}`, data: Record<string, JsonValue>): Promise<void> => {
@@ -282,6 +347,97 @@ export async function startGateway(config: GatewayConfig, opts: GatewayOptions =
     return recorder.wrapHook(hook, { policyVersion: () => version });
   };
 
+  /**
+   * Builds one bundle generation around its policy hook: the guard (expiry, settings) and the settings sessions
+   * read. Timers start with `armExpiry` once the generation is in force.
+   */
+  const generation = (
+    t: TargetConfig,
+    v: VerifiedBundle,
+    root: RootDocument,
+    policyHook: StatementHook,
+  ): Generation => {
+    const label = `bundle version ${v.payload.version} (${v.hash.slice(0, 12)})`;
+    const enforcer = new SettingsEnforcer(v.settings, label);
+    const guard: BundleGuard = new BundleGuard(policyHook, {
+      label,
+      bundleExpires: v.payload.expires,
+      ...(root.expires !== undefined ? { rootExpires: root.expires } : {}),
+      settings: enforcer,
+      now,
+      onExpired: () => {
+        const data = {
+          target: t.name,
+          version: v.payload.version,
+          hash: v.hash,
+          expiredBy: guard.expiredBy,
+          expiresAt: guard.expiresAt.toISOString(),
+          message: guard.expiryMessage(),
+        };
+        log({ level: 'error', msg: 'bundle expired: every statement on the target is refused', ...data });
+        void recordConfig('config.bundle-expired', data).catch((e: unknown) =>
+          log({
+            level: 'error',
+            msg: 'audit append failed',
+            kind: 'config.bundle-expired',
+            error: String(e),
+          }),
+        );
+      },
+    });
+    const session: TargetSessionSettings = {
+      ...(v.settings.statementTimeoutMs !== undefined
+        ? { statementTimeoutMs: v.settings.statementTimeoutMs }
+        : {}),
+      ...(v.settings.idleSessionTimeoutMs !== undefined
+        ? { idleSessionTimeoutMs: v.settings.idleSessionTimeoutMs }
+        : {}),
+      admit: (x) => enforcer.admit(x),
+    };
+    return { guard, session, timers: new Set() };
+  };
+
+  /** Runs `fn` at `at` (chained past setTimeout's limit); the timer is kept in `timers` to be cleared. */
+  const at = (timers: Set<NodeJS.Timeout>, when: Date, fn: () => void): void => {
+    const wait = when.getTime() - now().getTime();
+    if (wait <= 0) {
+      fn();
+      return;
+    }
+    const h = setTimeout(
+      () => {
+        timers.delete(h);
+        if (wait > MAX_TIMER_MS) at(timers, when, fn);
+        else fn();
+      },
+      Math.min(wait, MAX_TIMER_MS),
+    );
+    h.unref();
+    timers.add(h);
+  };
+
+  /** The expiry warning (from 7 days before) and the expiry report of a generation now in force. */
+  const armExpiry = (t: TargetConfig, v: VerifiedBundle, g: Generation): void => {
+    const exp = g.guard.expiresAt;
+    at(g.timers, new Date(exp.getTime() - EXPIRY_WARNING_MS), () => {
+      if (g.guard.expired(now())) return;
+      log({
+        level: 'warn',
+        msg: `bundle expires soon: activate a new signed bundle before ${exp.toISOString()}`,
+        target: t.name,
+        version: v.payload.version,
+        hash: v.hash,
+        expiresAt: exp.toISOString(),
+        expiresBy: g.guard.expiredBy,
+      });
+    });
+    at(g.timers, exp, () => g.guard.reportExpired());
+  };
+  const disarm = (g: Generation): void => {
+    for (const h of g.timers) clearTimeout(h);
+    g.timers.clear();
+  };
+
   const startBundleTarget = async (t: TargetConfig, files: BundlePolicy): Promise<StatementHook> => {
     let loaded: ReturnType<typeof loadStartupBundle>;
     try {
@@ -297,7 +453,7 @@ export async function startGateway(config: GatewayConfig, opts: GatewayOptions =
       );
     }
     const v = loaded.verified;
-    const info = runningFromBundle(t.name, v, now());
+    const info = runningFromBundle(t.name, v, now(), loaded.root);
     const catalog = CatalogCache.forTarget(t);
     const policyHook = await createPolicyHook(t, v.policy, {
       catalog,
@@ -316,7 +472,8 @@ export async function startGateway(config: GatewayConfig, opts: GatewayOptions =
       path: files.path,
       ...bundleData(v),
     });
-    const hook = new SwappableHook<RunningPolicy>({ hook: recorded(policyHook, info), info });
+    const gen = generation(t, v, loaded.root, policyHook);
+    const hook = new SwappableHook<RunningPolicy>({ hook: recorded(gen.guard, info), info });
     bundles.set(t.name, {
       target: t,
       files,
@@ -324,10 +481,12 @@ export async function startGateway(config: GatewayConfig, opts: GatewayOptions =
       catalog,
       hook,
       current: activated,
+      gen,
       currentPolicyHook: policyHook,
       queue: Promise.resolve(),
     });
-    running.set(t.name, () => hook.current.info);
+    armExpiry(t, v, gen);
+    running.set(t.name, () => withState(hook.current.info, now()));
     log({
       level: 'info',
       msg: 'bundle activated',
@@ -395,13 +554,18 @@ export async function startGateway(config: GatewayConfig, opts: GatewayOptions =
     const previous = { version: b.current.version, hash: b.current.hash };
     let v: VerifiedBundle;
     let next: PolicyHook;
+    let root: RootDocument;
     try {
+      // The pinned root file may hold a rotation of the running root (k old and k new signatures): that is how a
+      // running gateway moves past an expiring root without a restart.
+      root = verifyRoot(parseEnvelope(readFileSync(b.files.root)), b.root, now());
+      const rotated = root.hash !== b.root.hash;
       const envelope = readBundleFile(path);
-      v = verifyForTarget(envelope, b.root, b.current, now());
-      if (v.payload.version === previous.version && v.hash === previous.hash) {
+      v = verifyForTarget(envelope, root, b.current, now());
+      if (v.payload.version === previous.version && v.hash === previous.hash && !rotated) {
         return { target: t.name, status: 'unchanged', version: previous.version, hash: previous.hash };
       }
-      const info = runningFromBundle(t.name, v, now());
+      const info = runningFromBundle(t.name, v, now(), root);
       // The new generation is complete before anything is persisted or swapped.
       const approvals = approvalServices.get(t.name);
       next = await createPolicyHook(t, v.policy, {
@@ -425,6 +589,8 @@ export async function startGateway(config: GatewayConfig, opts: GatewayOptions =
           runningVersion: previous.version,
           runningHash: previous.hash,
           ...bundleData(v),
+          rootVersion: root.version,
+          ...(rotated ? { rootRotatedFrom: b.root.version } : {}),
         });
       } catch (e) {
         throw new BundleError(
@@ -435,11 +601,16 @@ export async function startGateway(config: GatewayConfig, opts: GatewayOptions =
       }
       // INVARIANT: from here to the swap there is no await: the new hook takes over the sessions' prepared
       // statements and becomes current in one synchronous step.
+      const gen = generation(t, v, root, next);
       next.inheritSessions(b.currentPolicyHook);
-      b.hook.swap({ hook: recorded(next, info), info });
+      b.hook.swap({ hook: recorded(gen.guard, info), info });
       approvalServices.get(t.name)?.setPolicy(v.policy);
+      disarm(b.gen);
+      b.gen = gen;
+      b.root = root;
       b.currentPolicyHook = next;
       b.current = activated;
+      armExpiry(t, v, gen);
       compiled.set(t.name, v.policy);
       history.push({ target: t.name, verified: v, activatedAt: now() });
     } catch (e) {
@@ -485,6 +656,8 @@ export async function startGateway(config: GatewayConfig, opts: GatewayOptions =
       if (!h) throw new WardenError('CONFIG_INVALID', `no hook for target ${t.name}`);
       return h;
     },
+    // The settings of the bundle in force when asked: a new session reads them once as it connects.
+    settingsFor: (t) => bundles.get(t.name)?.gen.session,
     events: combineEvents(
       recorder?.sessionEvents(),
       metrics !== undefined ? sessionMetricsEvents(metrics) : undefined,
@@ -536,6 +709,7 @@ export async function startGateway(config: GatewayConfig, opts: GatewayOptions =
       await adminApi?.close();
       await pg.close(drainMs ?? config.limits.drainTimeoutMs);
       for (const b of bundles.values()) await b.queue;
+      for (const b of bundles.values()) disarm(b.gen);
       for (const p of policyHooks) await p.close();
       for (const b of bundles.values()) await b.catalog.close();
       for (const a of approvalServices.values()) await a.close();

@@ -27,7 +27,9 @@ function withDir(fn: (dir: string) => void): void {
 void test('loads listen, token file and OIDC settings, resolving relative paths', () => {
   withDir((dir) => {
     const t = createApiToken({ user: 'olga', roles: ['operator'] });
-    writeFileSync(join(dir, 'tokens.json'), JSON.stringify({ tokens: [tokenRecordToJson(t.record)] }));
+    writeFileSync(join(dir, 'tokens.json'), JSON.stringify({ tokens: [tokenRecordToJson(t.record)] }), {
+      mode: 0o600,
+    });
     writeFileSync(join(dir, 'jwks.json'), JSON.stringify({ keys: [{ ...edJwk, kid: 'k1' }] }));
     const c = loadAdminApiConfig(
       {
@@ -60,7 +62,9 @@ void test('loads listen, token file and OIDC settings, resolving relative paths'
 void test('refuses operator+approver for one user across the token file and OIDC roles', () => {
   withDir((dir) => {
     const t = createApiToken({ user: 'alice', roles: ['operator'] });
-    writeFileSync(join(dir, 'tokens.yaml'), `tokens:\n  - ${JSON.stringify(tokenRecordToJson(t.record))}\n`);
+    writeFileSync(join(dir, 'tokens.yaml'), `tokens:\n  - ${JSON.stringify(tokenRecordToJson(t.record))}\n`, {
+      mode: 0o600,
+    });
     writeFileSync(join(dir, 'jwks.json'), JSON.stringify({ keys: [edJwk] }));
     assert.throws(
       () =>

@@ -45,8 +45,18 @@ export interface BundleHistoryItem {
 export interface GatewaySource {
   readonly pg: LiveSessionSource;
   readonly audit?: AuditLog;
-  /** Target → what it runs now (`kind`, and for bundles the `hash`). */
-  policies(): readonly { readonly target: string; readonly kind: string; readonly hash: string }[];
+  /** Target → what it runs now (`kind`, and for bundles the `hash`, settings and expiry state). */
+  policies(): readonly {
+    readonly target: string;
+    readonly kind: string;
+    readonly hash: string;
+    readonly bundle?: {
+      readonly settings: Readonly<Record<string, unknown>>;
+      readonly expiresAt: string;
+      readonly expiresBy: 'bundle' | 'root';
+      readonly state: 'current' | 'expiring' | 'expired';
+    };
+  }[];
   /** Bundles activated since start, oldest first. */
   bundleHistory(): readonly BundleHistoryItem[];
   /** The compiled policy a target enforces now; undefined for allow_all and custom hooks. */
@@ -218,7 +228,9 @@ export function sessionsProvider(source: LiveSessionSource, log: AuditLog | unde
   };
 }
 
-function runningBundle(v: VerifiedBundle): RunningBundle {
+type RunningState = NonNullable<ReturnType<GatewaySource['policies']>[number]['bundle']>;
+
+function runningBundle(v: VerifiedBundle, s: RunningState | undefined): RunningBundle {
   return {
     version: v.payload.version,
     hash: v.hash,
@@ -229,6 +241,10 @@ function runningBundle(v: VerifiedBundle): RunningBundle {
       { keyid: v.author.keyId, signer: v.author.name, role: 'author' },
       ...v.approvers.map((k) => ({ keyid: k.keyId, signer: k.name, role: 'approver' as const })),
     ],
+    settings: v.payload.settings,
+    expiresAt: s?.expiresAt ?? v.payload.expires,
+    expiresBy: s?.expiresBy ?? 'bundle',
+    expiryState: s?.state ?? (Date.parse(v.payload.expires) <= Date.now() ? 'expired' : 'current'),
   };
 }
 
@@ -238,7 +254,7 @@ function runningBundle(v: VerifiedBundle): RunningBundle {
  */
 export function policyProvider(o: GatewayProvidersOptions): PolicyProvider {
   const gw = o.gateway;
-  const shown = (): { target: string; kind: string; hash: string } | undefined => {
+  const shown = (): ReturnType<GatewaySource['policies']>[number] | undefined => {
     const all = gw.policies();
     return all.find((p) => p.kind === 'bundle') ?? all.find((p) => p.kind === 'folder');
   };
@@ -254,7 +270,7 @@ export function policyProvider(o: GatewayProvidersOptions): PolicyProvider {
   return {
     running() {
       const v = current();
-      return v === undefined ? undefined : runningBundle(v);
+      return v === undefined ? undefined : runningBundle(v, shown()?.bundle);
     },
     policy() {
       const s = shown();
@@ -371,6 +387,13 @@ export function tcpReachable(host: string, port: number, timeoutMs: number): Pro
 
 export function readinessChecks(o: GatewayProvidersOptions): Record<string, ReadyCheck> {
   const timeout = o.connectTimeoutMs ?? 1000;
+  // One check per bundle target: once its signed bundle (or root) has expired it refuses every statement.
+  const bundleChecks: Record<string, ReadyCheck> = {};
+  for (const t of o.targets) {
+    if (t.policy.kind !== 'bundle') continue;
+    bundleChecks[`bundle:${t.name}`] = () =>
+      o.gateway.policies().find((p) => p.target === t.name)?.bundle?.state !== 'expired';
+  }
   return {
     upstream: async () => {
       const results = await Promise.all(o.targets.map((t) => tcpReachable(t.host, t.port, timeout)));
@@ -378,6 +401,7 @@ export function readinessChecks(o: GatewayProvidersOptions): Record<string, Read
     },
     // A store that failed a write refuses statements until it recovers.
     audit_store: () => (o.gateway.audit?.store as { failed?: boolean } | undefined)?.failed !== true,
+    ...bundleChecks,
   };
 }
 

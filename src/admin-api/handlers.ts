@@ -196,6 +196,10 @@ export function buildHandlers(deps: {
                   expires: r.expires,
                   author: r.author,
                   signatures: r.signatures,
+                  settings: r.settings,
+                  expiresAt: r.expiresAt,
+                  expiresBy: r.expiresBy,
+                  expiryState: r.expiryState,
                 },
         }),
       );

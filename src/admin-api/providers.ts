@@ -85,6 +85,13 @@ export interface RunningBundle {
   readonly expires: string;
   readonly author: string;
   readonly signatures: readonly BundleSignatureView[];
+  /** The bundle's target settings, as signed. */
+  readonly settings: Readonly<Record<string, unknown>>;
+  /** When statements stop being served: the earlier of the bundle's and its root's expiry. */
+  readonly expiresAt: string;
+  readonly expiresBy: 'bundle' | 'root';
+  /** `expiring`: under 7 days left; `expired`: every statement on the target is refused (WA010). */
+  readonly expiryState: 'current' | 'expiring' | 'expired';
 }
 
 export interface BundleSummary {

@@ -348,6 +348,13 @@ export const ROUTES = [
                 expires: str(),
                 author: str(),
                 signatures: arr(SIGNATURE),
+                settings: { type: 'object', description: "the bundle's target settings, as signed" },
+                expiresAt: str({ description: "the earlier of the bundle's and its root's expiry" }),
+                expiresBy: { enum: ['bundle', 'root'] },
+                expiryState: {
+                  enum: ['current', 'expiring', 'expired'],
+                  description: 'expiring: under 7 days left; expired: every statement is refused (WA010)',
+                },
               }),
             ],
           },

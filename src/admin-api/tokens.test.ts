@@ -47,7 +47,7 @@ void test('token files round-trip (YAML) and bad records are refused naming the 
   try {
     const a = createApiToken({ user: 'vic', roles: ['viewer'], expires: new Date('2030-01-01T00:00:00Z') });
     const file = join(dir, 'tokens.yaml');
-    writeFileSync(file, `tokens:\n  - ${JSON.stringify(tokenRecordToJson(a.record))}\n`);
+    writeFileSync(file, `tokens:\n  - ${JSON.stringify(tokenRecordToJson(a.record))}\n`, { mode: 0o600 });
     const [r] = loadTokenFile(file);
     assert.deepEqual(r, a.record);
     assert.ok(new TokenStore(loadTokenFile(file)).check(a.token).ok);

@@ -1,9 +1,8 @@
 // API tokens: creation (shown once), SHA-256 hashes at rest, the token file, and constant-time verification.
 
 import { createHash, randomBytes } from 'node:crypto';
-import { readFileSync } from 'node:fs';
 import { parse as parseYaml } from 'yaml';
-import { constantTimeEqual } from '../core/secrets.js';
+import { constantTimeEqual, readSecret } from '../core/secrets.js';
 import { WardenError } from '../core/errors.js';
 import { isApiRole, type ApiRole } from './roles.js';
 
@@ -110,12 +109,8 @@ export function parseTokenRecords(doc: unknown, where = 'token file'): ApiTokenR
 }
 
 export function loadTokenFile(path: string): ApiTokenRecord[] {
-  let text: string;
-  try {
-    text = readFileSync(path, 'utf8');
-  } catch (e) {
-    throw new WardenError('CONFIG_INVALID', `cannot read token file ${JSON.stringify(path)}`, { cause: e });
-  }
+  // Hashes only, but a readable list of who holds which role is still refused: the file must be 0600.
+  const text = readSecret({ file: path }, 'token file');
   let doc: unknown;
   try {
     doc = parseYaml(text);

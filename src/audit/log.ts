@@ -1,7 +1,8 @@
 // The audit log: appends canonical entries to a durable store, keeps the Merkle tree, signs checkpoints that never fork, and serves proofs.
-import { open, readFile, stat } from 'node:fs/promises';
+import { open, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { WardenError } from '../core/errors.js';
+import { readSecret } from '../core/secrets.js';
 import { decodeEntry, encodeEntry, makeEntry } from './entry.js';
 import { RedactionRefusedError, assertRedactionAllowed } from './redaction.js';
 import type { RedactionRequest } from './redaction.js';
@@ -50,14 +51,9 @@ const equal = (a: Uint8Array, b: Uint8Array): boolean => Buffer.from(a).equals(b
 export async function loadOrCreateLogKey(path: string, name: string): Promise<Ed25519NoteSigner> {
   let text: string;
   try {
-    const st = await stat(path);
-    if ((st.mode & 0o077) !== 0) {
-      throw new WardenError(
-        'CONFIG_INVALID',
-        `log key file ${path} must not be accessible by group or others (chmod 600)`,
-      );
-    }
-    text = await readFile(path, 'utf8');
+    await stat(path);
+    // Checked on the opened file: not accessible by group or others (chmod 600).
+    text = readSecret({ file: path }, 'log key file');
   } catch (e) {
     if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
     const { skey } = generateSignerKey(name);

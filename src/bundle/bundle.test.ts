@@ -74,7 +74,7 @@ function propose(
     previous: o.previous ?? null,
     author: o.author ?? dev,
     policy: POLICY,
-    settings: o.settings ?? { listen: { port: 15432 } },
+    settings: o.settings ?? { statement_timeout_ms: 30000 },
     created: T0,
     expires: EXPIRES,
   });
@@ -227,7 +227,7 @@ describe('verifyBundleForActivation refuses', () => {
     );
   });
   it('the running version with different content', () => {
-    const other = signAll(propose({ settings: { listen: { port: 5432 } } }), [ana, ben]);
+    const other = signAll(propose({ settings: { statement_timeout_ms: 5000 } }), [ana, ben]);
     assert.throws(
       () => verifyBundleForActivation(other, root, { current: { version: 1, hash: goodHash } }, NOW),
       refused('version-conflict'),

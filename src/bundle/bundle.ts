@@ -20,6 +20,8 @@ import type { Envelope } from './dsse.js';
 import { parsePublicKey } from './keys.js';
 import type { KnownKey, SigningKey } from './keys.js';
 import { ORIGIN_RE, assertAllSignaturesValid, assertRootCurrent } from './root.js';
+import { parseSettings } from './settings.js';
+import type { TargetSettings } from './settings.js';
 import type { RootDocument } from './root.js';
 
 export const BUNDLE_PAYLOAD_TYPE = 'application/vnd.warden.bundle.v1+json';
@@ -39,7 +41,7 @@ export interface BundlePayload {
   readonly author: string;
   /** Policy files: relative path → YAML text. */
   readonly policy: Readonly<Record<string, string>>;
-  /** Gateway settings (plain JSON, integers only). Secrets are referenced by file or variable, never included. */
+  /** The target's enforcement settings (plain JSON, integers only; keys in SETTINGS_SCHEMA, src/bundle/settings.ts). */
   readonly settings: Readonly<Record<string, unknown>>;
 }
 
@@ -51,6 +53,8 @@ export interface VerifiedBundle {
   /** Distinct approvers whose signature counted (never the author). */
   readonly approvers: readonly KnownKey[];
   readonly policy: Policy;
+  /** The payload's settings, validated. */
+  readonly settings: TargetSettings;
 }
 
 /** What the gateway runs now; undefined on first start. */
@@ -159,6 +163,7 @@ export function proposeBundle(input: ProposeInput): Envelope {
     settings: { ...(input.settings ?? {}) },
   };
   validatePayload(payload);
+  parseSettings(payload.settings);
   policyFromPayload(payload);
   return signEnvelope(makeEnvelope(BUNDLE_PAYLOAD_TYPE, canonicalJson(payload)), input.author);
 }
@@ -210,7 +215,7 @@ export function bundleStatus(env: Envelope, root: RootDocument): BundleStatus {
  * Verifies a bundle for activation against the trusted root and what the gateway runs now. Returns the verified
  * payload and its compiled policy, or throws BundleError naming the reason. Checks, in order: envelope shape,
  * payload type, signatures present, every signature valid, payload shape, origin, author enrolled and signed,
- * k distinct approvers besides the author, expiry, then rollback, same-version conflict and the previous-hash link.
+ * k distinct approvers besides the author, expiry, then rollback, same-version conflict, the previous-hash link, settings and policy.
  * INVARIANT: the author's key never counts towards k; each public key counts once, whatever its key id.
  */
 export function verifyBundleForActivation(
@@ -273,5 +278,6 @@ export function verifyBundleForActivation(
         `bundle's previous hash ${payload.previous ?? 'null'} is not the running bundle's ${cur.hash}`,
       );
   }
-  return { payload, hash, author, approvers, policy: policyFromPayload(payload) };
+  const settings = parseSettings(payload.settings);
+  return { payload, hash, author, approvers, policy: policyFromPayload(payload), settings };
 }

@@ -26,6 +26,7 @@ export type BundleRefusal =
   | 'root-threshold-new' // a new root lacks k signatures under itself
   | 'key-refused' // malformed, low-order or duplicate key at enrollment
   | 'policy-invalid' // the bundle's policy files do not load
+  | 'settings-invalid' // the bundle's settings hold an unknown key or an invalid value
   | 'unreadable' // the bundle or root file cannot be read
   | 'state-invalid' // the remembered activation state is unreadable or malformed (never treated as a first start)
   | 'not-activated'; // verified, but the gateway could not put it in force (state or audit write failed)

@@ -28,6 +28,10 @@ export {
   verifyBundleForActivation,
 } from './bundle.js';
 export type { BundlePayload, VerifiedBundle, ActivationState, ProposeInput, BundleStatus } from './bundle.js';
+export { SETTINGS_SCHEMA, SettingsEnforcer, parseSettings } from './settings.js';
+export type { TargetSettings, Refusal } from './settings.js';
+export { BundleGuard, effectiveExpiry } from './guard.js';
+export type { BundleGuardOptions } from './guard.js';
 export { diffBundles, unifiedDiff, diffLines } from './diff.js';
 export { MANIFEST_FILE, buildManifest, writeManifest, verifyInstall } from './manifest.js';
 export type { Manifest, InstallCheck } from './manifest.js';

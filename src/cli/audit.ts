@@ -20,6 +20,8 @@ import { verifyConsistency } from '../audit/merkle.js';
 import { decodeEntry } from '../audit/entry.js';
 import type { AuditEntry } from '../audit/entry.js';
 import { LOG_KEY_FILE } from '../audit/log.js';
+import { isWardenError } from '../core/errors.js';
+import { readSecret } from '../core/secrets.js';
 import { CHECKPOINTS_FILE, checkpointSizeOf } from '../audit/store-file.js';
 import { CHECKPOINTS_MAGIC, scanRecordFile } from '../audit/records.js';
 
@@ -76,8 +78,9 @@ async function loadTrust(
   } else {
     let text: string;
     try {
-      text = await readFile(join(dir, LOG_KEY_FILE), 'utf8');
-    } catch {
+      text = readSecret({ file: join(dir, LOG_KEY_FILE) }, 'log key file');
+    } catch (e) {
+      if (isWardenError(e) && /group or others/.test(e.message)) throw e;
       throw new UsageError(`no --key given and no ${join(dir, LOG_KEY_FILE)} to derive it from`);
     }
     // Only the public half is used; the secret never leaves this function.
@@ -536,8 +539,9 @@ export function makeAuditCommands(io: CliIo): Record<string, AuditCommand> {
       const keyFile = values['key-file'] ?? join(dir, LOG_KEY_FILE);
       let origin: string;
       try {
-        origin = parseSignerKey((await readFile(keyFile, 'utf8')).trim()).name;
-      } catch {
+        origin = parseSignerKey(readSecret({ file: keyFile }, 'log key file').trim()).name;
+      } catch (e) {
+        if (isWardenError(e) && /group or others/.test(e.message)) throw e;
         throw new UsageError(`cannot read the log key ${keyFile}`);
       }
       const log = await AuditLog.openDir(dir, { origin, keyFile });

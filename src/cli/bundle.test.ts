@@ -136,7 +136,22 @@ describe('warden keygen / bundle / verify-install', () => {
   });
 
   it('chains the next version, refuses rollback and diffs against the running bundle', async () => {
-    writeFileSync(p('settings.yaml'), 'limits:\n  max_connections: 50\n');
+    writeFileSync(p('bad-settings.yaml'), 'limits:\n  max_connections: 50\n');
+    const refused = await run(bundleCommands.propose, [
+      '--policy',
+      POLICY,
+      '--key',
+      p('dev.key'),
+      '--previous',
+      p('b1.json'),
+      '--settings',
+      p('bad-settings.yaml'),
+      '--out',
+      p('bad.json'),
+    ]);
+    assert.equal(refused.code, 1);
+    assert.match(refused.err, /refused \(settings-invalid\): .*unknown setting "limits"/);
+    writeFileSync(p('settings.yaml'), 'statement_timeout_ms: 30000\nrequire_tls: true\n');
     const r = await run(bundleCommands.propose, [
       '--policy',
       POLICY,
@@ -170,7 +185,7 @@ describe('warden keygen / bundle / verify-install', () => {
     assert.match(d.out, /# version 1 -> 2/);
     assert.match(
       d.out,
-      /--- a\/settings\.json\n\+\+\+ b\/settings\.json\n@@ -1 \+1,5 @@\n-\{\}\n\+\{\n\+ {2}"limits": \{\n\+ {4}"max_connections": 50/,
+      /--- a\/settings\.json\n\+\+\+ b\/settings\.json\n@@ -1 \+1,4 @@\n-\{\}\n\+\{\n\+ {2}"require_tls": true,\n\+ {2}"statement_timeout_ms": 30000/,
     );
     assert.doesNotMatch(d.out, /policy\//);
     const first = await run(bundleCommands.diff, [p('b1.json')]);

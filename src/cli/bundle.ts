@@ -7,6 +7,7 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import YAML from 'yaml';
 import { WardenError } from '../core/errors.js';
+import { readSecret } from '../core/secrets.js';
 import { loadBundleTargets } from '../config/gateway-config.js';
 import {
   BUNDLE_PAYLOAD_TYPE,
@@ -67,7 +68,8 @@ const readEnvelope = (path: string): Envelope => parseEnvelope(readFileSync(path
 /** The pinned root: a root envelope that must carry k signatures by its own approvers. */
 const readTrustedRoot = (path: string): RootDocument => verifyRoot(readEnvelope(path));
 
-const readKey = (path: string) => parsePrivateKey(readFileSync(path, 'utf8'));
+/** A private signing key: refused when group- or world-accessible (readSecret); never printed. */
+const readKey = (path: string) => parsePrivateKey(readSecret({ file: path }, `signing key ${path}`));
 
 /** Writes a new file, refusing to replace an existing one. */
 function writeNew(path: string, text: string, mode = 0o644): void {
@@ -124,16 +126,21 @@ const propose: CliCommand = {
     const days = Number(values['expires-in'] ?? '90');
     if (!Number.isFinite(days) || days <= 0 || days > 3650) usageError('--expires-in must be 1 to 3650 days');
     const created = new Date();
-    const env = proposeBundle({
-      origin,
-      version,
-      previous: prev?.hash ?? null,
-      author: readKey(need(values.key, 'key')),
-      policy: readPolicyFolder(need(values.policy, 'policy')),
-      ...(values.settings !== undefined ? { settings: readSettings(values.settings) } : {}),
-      created,
-      expires: new Date(created.getTime() + Math.round(days * DAY_MS)),
-    });
+    let env: Envelope;
+    try {
+      env = proposeBundle({
+        origin,
+        version,
+        previous: prev?.hash ?? null,
+        author: readKey(need(values.key, 'key')),
+        policy: readPolicyFolder(need(values.policy, 'policy')),
+        ...(values.settings !== undefined ? { settings: readSettings(values.settings) } : {}),
+        created,
+        expires: new Date(created.getTime() + Math.round(days * DAY_MS)),
+      });
+    } catch (e) {
+      return refusal(e);
+    }
     writeNew(out, serializeEnvelope(env));
     const { hash } = readBundle(env);
     console.log(`proposed bundle ${origin} version ${version} (${hash}) in ${out}`);
@@ -244,6 +251,8 @@ const status: CliCommand = {
       ...s.approvers.map(
         (a) => `  ${a.signed ? '[x]' : '[ ]'} ${a.key.keyId}${a.isAuthor ? ' (author: does not count)' : ''}`,
       ),
+      `settings ${Object.keys(s.payload.settings).length === 0 ? '(none: gateway defaults)' : JSON.stringify(s.payload.settings)}`,
+      `expires ${s.payload.expires}`,
       `approvals ${s.counted} of ${s.threshold} required${s.counted >= s.threshold && s.authorSigned ? ' - enough' : ` - ${Math.max(0, s.threshold - s.counted)} missing`}`,
       ...(s.invalid.length > 0 ? [`invalid signatures: ${s.invalid.join(', ')}`] : []),
     ];

@@ -1,11 +1,12 @@
 // The `warden witness` command: run a tlog-witness cosigner over HTTP with durable state, or make a cosigner key.
 import { parseArgs } from 'node:util';
-import { open, readFile, stat } from 'node:fs/promises';
+import { open, readFile } from 'node:fs/promises';
 import { Witness, generateWitnessKey } from '../audit/witness.js';
 import { FileWitnessState, startWitnessServer } from '../audit/witness-http.js';
 import { parseVerifierKey } from '../audit/note.js';
 import type { NoteVerifier } from '../audit/note.js';
 import type { CliIo } from './audit.js';
+import { readSecret } from '../core/secrets.js';
 
 const USAGE = `usage:
   warden witness serve --key SKEY_FILE --log-key VKEY_FILE [--log-key ...] --state FILE [--listen HOST:PORT]
@@ -71,8 +72,6 @@ export async function runWitness(argv: string[], io: CliIo): Promise<number> {
     if (values.key === undefined || values.state === undefined || (values['log-key'] ?? []).length === 0) {
       throw new UsageError('--key, --state and at least one --log-key are required');
     }
-    if (((await stat(values.key)).mode & 0o077) !== 0)
-      throw new UsageError(`${values.key} must not be accessible by group or others (chmod 600)`);
     const logs = new Map<string, NoteVerifier[]>();
     for (const f of values['log-key'] ?? []) {
       for (const line of await readKeyLines(f)) {
@@ -81,7 +80,8 @@ export async function runWitness(argv: string[], io: CliIo): Promise<number> {
       }
     }
     const witness = new Witness({
-      skey: (await readFile(values.key, 'utf8')).trim(),
+      // The cosigner key: refused when group- or world-accessible (readSecret checks the opened file).
+      skey: readSecret({ file: values.key }, 'witness key (--key)').trim(),
       logs,
       state: await FileWitnessState.open(values.state),
     });

@@ -53,6 +53,12 @@ export const ERRORS = {
     http: 202,
     meaning: 'the statement needs approval; the message names the request',
   },
+  BUNDLE_EXPIRED: {
+    sqlstate: 'WA010',
+    http: 503,
+    meaning:
+      "the target's signed bundle (or its trust root) has expired: every statement is refused until a new bundle is activated",
+  },
   AUDIT_UNAVAILABLE: {
     sqlstate: '58030',
     http: 503,

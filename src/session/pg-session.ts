@@ -71,6 +71,21 @@ export interface SessionDeps {
   readonly tlsContext?: tls.SecureContext;
   /** Called once when the session has fully closed. */
   onClose(session: PgSession): void;
+  /** The target's settings from its running signed bundle (read at connect and at each idle wait); none: defaults. */
+  settingsFor?(target: TargetConfig): TargetSessionSettings | undefined;
+}
+
+/** What a target's signed bundle asks of its sessions (src/bundle/settings.ts). */
+export interface TargetSessionSettings {
+  /** Sent upstream as the session's `statement_timeout` startup parameter (its reset value). */
+  readonly statementTimeoutMs?: number;
+  /** The gateway closes a session whose client stays idle this long (FATAL 57P05). */
+  readonly idleSessionTimeoutMs?: number;
+  /** Refusal of a session that may not use the target (e.g. plaintext, or a source outside the allowed ranges). */
+  admit?(session: {
+    readonly tls: boolean;
+    readonly sourceAddress: string;
+  }): { readonly sqlstate: string; readonly message: string } | undefined;
 }
 
 /** Client startup parameters forwarded upstream. Anything else (role, options, replication, ...) is never forwarded. */
@@ -131,6 +146,9 @@ export class PgSession {
   private closeReason = '';
   /** Releases this session's waiting slot in the authentication throttle (while a slowed answer is pending). */
   private releaseAuthSlot: (() => void) | null = null;
+  /** Idle-session timeout (bundle setting): when the client last sent something or a batch completed. */
+  private lastActivity = 0;
+  private idleTimer: NodeJS.Timeout | null = null;
 
   // statement path state
   private readonly queue: Frame[] = [];
@@ -206,6 +224,7 @@ export class PgSession {
 
   private onClientData(chunk: Buffer): void {
     if (this.phase === 'closed') return;
+    if (this.phase === 'ready') this.touch();
     try {
       this.framer.push(chunk);
       if (this.phase === 'startup') {
@@ -456,12 +475,21 @@ export class PgSession {
       return;
     }
     this.hook = hook;
+    const settings = this.deps.settingsFor?.(target);
+    const refused = settings?.admit?.({ tls: this.tls, sourceAddress: this.sourceAddress });
+    if (refused !== undefined) {
+      this.fatal(refused.sqlstate, refused.message, `refused by target settings: ${refused.message}`);
+      return;
+    }
     const up = new Map<string, string>();
     for (const [k, v] of this.clientParams) if (FORWARDED_PARAMS.has(k.toLowerCase())) up.set(k, v);
     up.set('database', target.database);
     // INVARIANT: name resolution is pinned. pg_catalog, left implicit, is searched first; new objects go to
     // the first configured schema; the temp schema is listed last so temp tables never shadow anything.
     up.set('search_path', [...target.searchPath, 'pg_temp'].map(quoteIdent).join(', '));
+    // A startup parameter is the session's reset value: RESET and DISCARD ALL return to it; SET is refused by the guard.
+    if (settings?.statementTimeoutMs !== undefined)
+      up.set('statement_timeout', String(settings.statementTimeoutMs));
     try {
       const conn = await connectUpstream(this.endpoint, login, up);
       if (this.phase === 'closed') {
@@ -490,6 +518,7 @@ export class PgSession {
       if (this.startupTimer) clearTimeout(this.startupTimer);
       this.startupTimer = null;
       this.phase = 'ready';
+      this.touch();
       this.client.write(Buffer.concat(hello));
       this.upstream.on('data', (chunk: Buffer) => this.onUpstreamData(chunk));
       this.upstream.on('error', () => this.upstreamLost());
@@ -857,6 +886,7 @@ export class PgSession {
         out.push(raw);
         this.txStatus = body[0] ?? 0x49;
         this.syncsAcked++;
+        if (this.idleTimer !== null) this.lastActivity = performance.now();
         this.finishBatch(this.syncsAcked);
         if (this.synthetic.length > 0) {
           const keep: { after: number; data: Buffer }[] = [];
@@ -920,6 +950,45 @@ export class PgSession {
     this.fatal('08006', 'the connection to the upstream database was lost', 'upstream lost');
   }
 
+  // ---------------------------------------------------------------- idle-session timeout
+
+  /** Client activity: restarts the idle clock, arming the timer if the target's bundle sets a timeout. */
+  private touch(): void {
+    this.lastActivity = performance.now();
+    if (this.idleTimer !== null || this.target === null) return;
+    const ms = this.deps.settingsFor?.(this.target)?.idleSessionTimeoutMs;
+    if (ms !== undefined) this.armIdle(ms);
+  }
+
+  private armIdle(ms: number): void {
+    this.idleTimer = setTimeout(() => this.onIdleTimer(), ms);
+    this.idleTimer.unref();
+  }
+
+  /** Re-reads the setting (a new bundle may change it) and ends the session if it was idle that long. */
+  private onIdleTimer(): void {
+    this.idleTimer = null;
+    if (this.phase !== 'ready' || this.target === null) return;
+    const ms = this.deps.settingsFor?.(this.target)?.idleSessionTimeoutMs;
+    if (ms === undefined) return; // re-armed by the next activity if a later bundle sets it
+    const busy =
+      this.queue.length > 0 ||
+      this.processing ||
+      this.holdAbort !== null ||
+      this.syncsAcked < this.syncsForwarded ||
+      !this.atUpstreamBoundary();
+    const idleFor = performance.now() - this.lastActivity;
+    if (busy || idleFor < ms) {
+      this.armIdle(busy ? ms : Math.max(1, ms - idleFor));
+      return;
+    }
+    this.fatal(
+      '57P05',
+      `terminating connection due to idle-session timeout (idle_session_timeout_ms ${ms} of the target's signed bundle)`,
+      'idle-session timeout',
+    );
+  }
+
   // ---------------------------------------------------------------- closing
 
   /** Sends a FATAL error to the client and closes the session. */
@@ -940,6 +1009,7 @@ export class PgSession {
     this.closeReason = reason;
     if (this.startupTimer) clearTimeout(this.startupTimer);
     this.releaseAuthSlot?.();
+    if (this.idleTimer !== null) clearTimeout(this.idleTimer);
     this.holdAbort?.abort();
     if (this.myKey) this.deps.cancels.release(this.myKey.pid);
     if (graceful) this.client.end();
