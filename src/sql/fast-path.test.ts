@@ -261,6 +261,115 @@ const batch = fc.integer({ min: 0, max: TEMPLATES.length - 1 }).chain((t) => {
     .map((tuples) => tuples.map((lits) => tpl.sql(lits)));
 });
 
+/** A statement skeleton: text parts with literal slots (null), filled later with several literal tuples. */
+type Skeleton = readonly (string | null)[];
+
+/** Random expressions over literal slots, columns, operators, casts (with checked type modifiers) and calls. */
+const { expr } = fc.letrec<{ expr: Skeleton }>((tie) => ({
+  expr: fc.oneof(
+    { depthSize: 'small', withCrossShrink: true },
+    fc.constant<Skeleton>([null]),
+    fc.constantFrom<Skeleton>(
+      ['amount'],
+      ['id'],
+      ['orders.id'],
+      ['"amount"'],
+      ['NULL'],
+      ['true'],
+      ['CURRENT_DATE'],
+    ),
+    fc
+      .tuple(
+        tie('expr'),
+        fc.constantFrom(
+          ' = ',
+          ' + ',
+          '-',
+          ' * ',
+          ' < ',
+          ' <> ',
+          ' AND ',
+          ' OR ',
+          ' || ',
+          ' LIKE ',
+          '::text || ',
+        ),
+        tie('expr'),
+      )
+      .map(([a, op, b]) => [...a, op, ...b]),
+    tie('expr').map((a) => ['(', ...a, ')']),
+    tie('expr').map((a) => ['- ', ...a]),
+    tie('expr').map((a) => ['NOT ', ...a]),
+    tie('expr').map((a) => ['(', ...a, ')::float(', null, ')']),
+    tie('expr').map((a) => ['(', ...a, ')::numeric(', null, ', ', null, ')']),
+    tie('expr').map((a) => [...a, ' IS NULL']),
+    fc
+      .tuple(
+        tie('expr'),
+        fc.constantFrom(
+          'int',
+          'float(10)',
+          'float(53)',
+          'float(54)',
+          'numeric(10, 2)',
+          'varchar(3)',
+          'int[2]',
+          'bool',
+          'text',
+          'date',
+          'interval',
+        ),
+      )
+      .map(([a, t]) => ['(', ...a, `)::${t}`]),
+    fc
+      .tuple(
+        fc.constantFrom('abs', 'lower', 'count', 'coalesce', 'nextval', 'current_setting', 'length', 'round'),
+        tie('expr'),
+      )
+      .map(([f, a]) => [`${f}(`, ...a, ')']),
+    fc.tuple(tie('expr'), tie('expr')).map(([a, b]) => ['set_config(', ...a, ', ', ...b, ', false)']),
+    fc.tuple(tie('expr'), tie('expr')).map(([a, b]) => ['ARRAY[', ...a, ', ', ...b, ']']),
+    fc
+      .tuple(tie('expr'), tie('expr'), tie('expr'))
+      .map(([a, b, c]) => [...a, ' IN (', ...b, ', ', ...c, ')']),
+    fc
+      .tuple(tie('expr'), tie('expr'), tie('expr'))
+      .map(([a, b, c]) => [...a, ' BETWEEN ', ...b, ' AND ', ...c]),
+    fc
+      .tuple(tie('expr'), tie('expr'), tie('expr'))
+      .map(([a, b, c]) => ['CASE WHEN ', ...a, ' THEN ', ...b, ' ELSE ', ...c, ' END']),
+    fc.constantFrom('date ', 'interval ', 'float(54) ', 'int ').map((t) => [t, null]),
+  ),
+}));
+
+const skeleton: fc.Arbitrary<Skeleton> = fc.oneof(
+  fc.tuple(expr, expr).map(([a, b]) => ['SELECT ', ...a, ' FROM orders WHERE ', ...b]),
+  fc.tuple(expr, expr).map(([a, b]) => ['UPDATE orders SET amount = ', ...a, ' WHERE ', ...b, ';']),
+  expr.map((a) => ['DELETE FROM orders WHERE ', ...a]),
+  fc.tuple(expr, expr).map(([a, b]) => ['INSERT INTO orders (id, amount) VALUES (', ...a, ', ', ...b, ')']),
+  fc.tuple(expr, expr).map(([a, b]) => ['SELECT name FROM customers WHERE ', ...a, ' LIMIT ', ...b]),
+);
+
+/** Mostly plain literals (so shapes are shared), the rest of every kind. */
+const slotLiteral = fc.oneof(
+  { weight: 3, arbitrary: fc.oneof(fc.integer({ min: 0, max: 60 }).map(String), decimalLiteral) },
+  { weight: 1, arbitrary: fc.string({ maxLength: 6 }).map((x) => `'${x.replace(/'/g, "''")}'`) },
+  { weight: 2, arbitrary: anyLiteral },
+);
+
+/** A skeleton and several fillings of its slots (numbers of every class and hostile strings). */
+const filled = skeleton.chain((sk) => {
+  const slots = sk.filter((x) => x === null).length;
+  return fc
+    .array(fc.array(slotLiteral, { minLength: slots, maxLength: slots }), { minLength: 2, maxLength: 5 })
+    .map((fillings) =>
+      fillings.map((lits) => {
+        let k = 0;
+        return sk.map((x) => (x === null ? (lits[k++] as string) : x)).join('');
+      }),
+    );
+});
+
 describe('fast path = cold path (differential)', () => {
   it('analyzeShaped gives exactly the analysis of a cold parse, for every text', () => {
     clearShapeCache();
@@ -278,6 +387,24 @@ describe('fast path = cold path (differential)', () => {
     );
     // The property must exercise the shared path, not only the fallbacks.
     assert.ok(shared > 100, `only ${shared} shared analyses`);
+  });
+
+  it('holds for random expressions (casts with checked modifiers, calls, tautologies, hostile literals)', () => {
+    clearShapeCache();
+    clearAnalysisCache();
+    let shared = 0;
+    fc.assert(
+      fc.property(filled, (texts) => {
+        for (const sql of texts) {
+          const fast = analyzeShaped(sql, OPTS);
+          if (fast.shared) shared++;
+          assert.deepEqual(fast.analysis, analyze(sql, OPTS), sql);
+        }
+      }),
+      { numRuns: 600 },
+    );
+    assert.ok(shared > 15, `only ${shared} shared analyses`);
+    process.stdout.write(`# ${shared} shared analyses\n`);
   });
 
   it('the hook gives the same verdict (decision and forwarded SQL) with and without the fast path', async () => {
