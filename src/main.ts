@@ -26,6 +26,8 @@ import type { AuditLog } from './audit/log.js';
 import { openAuditLogFromConfig, pgConnectionFor } from './audit/open.js';
 import { PgApprovalStore } from './approvals/store-pg.js';
 import { AuditRecorder } from './audit/recorder.js';
+import { COSIGNATURES_DIR, WitnessPublisher } from './audit/witness-publisher.js';
+import type { WitnessStatus } from './audit/witness-publisher.js';
 import { makeEntry } from './audit/entry.js';
 import type { ApprovalEntry, ConfigEntry, JsonValue } from './audit/entry.js';
 import {
@@ -113,6 +115,8 @@ export interface Gateway {
   readonly pg: PgListener;
   /** The audit log, when the configuration has one. */
   readonly audit?: AuditLog;
+  /** Per configured witness (`audit.witnesses`): cosigned size, pending size, failures, last error. */
+  witnessStatus(): WitnessStatus[];
   /** The admin HTTP API, when the configuration has an `admin_api` section (`port` is the bound port). */
   readonly adminApi?: { readonly port: number };
   /** The metrics `/metrics` renders (present with the admin API). */
@@ -257,6 +261,7 @@ export async function startGateway(config: GatewayConfig, opts: GatewayOptions =
   const bundles = new Map<string, BundleTarget>();
   let audit: AuditLog | undefined;
   let recorder: AuditRecorder | undefined;
+  let witnesses: WitnessPublisher | undefined;
   /** Compiled policies by target (folder and bundle targets), and every bundle run since start. */
   const compiled = new Map<string, Policy>();
   const history: BundleHistoryItem[] = [];
@@ -504,6 +509,16 @@ export async function startGateway(config: GatewayConfig, opts: GatewayOptions =
       // The embedded file store, or the PostgreSQL store (append-only at the database level) for replicas.
       audit = await openAuditLogFromConfig(a);
       recorder = new AuditRecorder(metrics !== undefined ? timedAppender(audit, metrics) : audit);
+      if (a.witnesses !== undefined && a.witnesses.length > 0) {
+        // Off the statement path: a witness that is down is logged, retried and shown, never waited for.
+        witnesses = await WitnessPublisher.start({
+          log: audit,
+          witnesses: a.witnesses,
+          dir: join(a.dir, COSIGNATURES_DIR),
+          onEvent: (e) => log({ ...e }),
+        });
+        if (metrics !== undefined) witnesses.registerMetrics(metrics.registry);
+      }
     }
     for (const t of config.targets.values()) {
       let hook: StatementHook;
@@ -544,6 +559,7 @@ export async function startGateway(config: GatewayConfig, opts: GatewayOptions =
     for (const p of policyHooks) await p.close();
     for (const b of bundles.values()) await b.catalog.close();
     for (const a of approvalServices.values()) await a.close();
+    await witnesses?.close();
     await audit?.close();
     throw e;
   }
@@ -670,6 +686,7 @@ export async function startGateway(config: GatewayConfig, opts: GatewayOptions =
   const gateway: Gateway = {
     pg,
     ...(audit ? { audit } : {}),
+    witnessStatus: () => witnesses?.status() ?? [],
     ...(metrics ? { metrics } : {}),
     policies: () => [...running.values()].map((f) => f()),
     bundleHistory: () => [...history],
@@ -716,6 +733,7 @@ export async function startGateway(config: GatewayConfig, opts: GatewayOptions =
       if (recorder && audit) {
         await recorder.flush();
         await audit.checkpoint();
+        await witnesses?.close();
         await audit.close();
       }
     },

@@ -81,6 +81,7 @@ export class AuditLog {
   private lastSigned: { size: number; root: Uint8Array; note: Uint8Array } | undefined;
   private signing: Promise<unknown> = Promise.resolve();
   private timer: NodeJS.Timeout | undefined;
+  private readonly checkpointListeners: ((note: Uint8Array, size: number) => void)[] = [];
   readonly verifier: NoteVerifier;
 
   private constructor(
@@ -203,6 +204,13 @@ export class AuditLog {
       const note = signNote(formatCheckpoint({ origin: this.opts.origin, size, root }), [this.opts.signer]);
       await this.store.appendCheckpoint(note);
       this.lastSigned = { size, root, note };
+      for (const f of this.checkpointListeners) {
+        try {
+          f(note, size);
+        } catch {
+          // A listener (e.g. witness submission) never fails the checkpoint.
+        }
+      }
       return note;
     };
     const p = this.signing.then(run);
@@ -250,6 +258,11 @@ export class AuditLog {
     );
     await store.redact(index);
     return { redactionIndex };
+  }
+
+  /** Tells `f` of every checkpoint newly signed and stored from now on (e.g. to submit it to witnesses). */
+  onCheckpoint(f: (note: Uint8Array, size: number) => void): void {
+    this.checkpointListeners.push(f);
   }
 
   /** The last checkpoint signed (or found on open). */

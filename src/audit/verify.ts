@@ -49,6 +49,8 @@ export interface VerifyOptions {
   readonly verifierKeys: readonly (string | NoteVerifier)[];
   /** A signed checkpoint the verifier obtained earlier (e.g. from a witness or an export). */
   readonly lastSeenCheckpoint?: Uint8Array;
+  /** More checkpoints obtained elsewhere (e.g. each witness's cosigned one): each must match the log too. */
+  readonly lastSeenCheckpoints?: readonly Uint8Array[];
   /** Also decode every entry strictly (canonical JSON, valid shape). Slower; pinpoints rewritten entries. */
   readonly strictEntries?: boolean;
   readonly onProgress?: (entriesDone: number) => void;
@@ -134,15 +136,19 @@ class Verifier {
         return false;
       }
     }
-    if (this.opts.lastSeenCheckpoint !== undefined) {
-      const e = this.addTarget(this.opts.lastSeenCheckpoint, -1);
+    const seen = [
+      ...(this.opts.lastSeenCheckpoint !== undefined ? [this.opts.lastSeenCheckpoint] : []),
+      ...(this.opts.lastSeenCheckpoints ?? []),
+    ];
+    for (const note of seen) {
+      const e = this.addTarget(note, -1);
       if (e !== undefined) {
         this.checked = notes.length;
         this.firstError = e;
         return false;
       }
     }
-    this.checked = notes.length + (this.opts.lastSeenCheckpoint === undefined ? 0 : 1);
+    this.checked = notes.length + seen.length;
     this.sorted = [...this.bySize.values()].sort((a, b) => a.size - b.size);
     this.checkRootsAt(0);
     return this.firstError === undefined;

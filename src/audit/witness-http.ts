@@ -222,6 +222,7 @@ export async function submitToWitness(
   note: Uint8Array,
   proof: (oldSize: number, newSize: number) => readonly Uint8Array[],
   oldSize = 0,
+  signal?: AbortSignal,
 ): Promise<Uint8Array> {
   const size = checkpointSizeOf(note);
   if (size === undefined) throw new WitnessSubmitError(0, 'not a checkpoint note');
@@ -235,7 +236,12 @@ export async function submitToWitness(
       Buffer.from(`old ${old}\n${lines.map((h) => `${Buffer.from(h).toString('base64')}\n`).join('')}\n`),
       Buffer.from(note),
     ]);
-    const res = await fetch(url, { method: 'POST', body, headers: { 'content-type': 'text/plain' } });
+    const res = await fetch(url, {
+      method: 'POST',
+      body,
+      headers: { 'content-type': 'text/plain' },
+      ...(signal !== undefined ? { signal } : {}),
+    });
     const text = await res.text();
     if (res.status === 200) return addSignaturesText(note, text);
     if (res.status === 409 && attempt === 0 && /^(0|[1-9][0-9]*)\n?$/.test(text)) {

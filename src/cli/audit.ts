@@ -10,6 +10,7 @@ import { AuditLog } from '../audit/log.js';
 import { DEFAULT_RETENTION_DAYS } from '../audit/redaction.js';
 import { cosignatureVerifier } from '../audit/witness.js';
 import { submitToWitness } from '../audit/witness-http.js';
+import { COSIGNATURES_DIR, readCosignedCheckpoints } from '../audit/witness-publisher.js';
 import { LogSnapshot, readEntriesFrom, scanEntries } from '../audit/reader.js';
 import type { FollowPosition } from '../audit/reader.js';
 import { formatTlogProof, parseTlogProof, verifyTlogProof } from '../audit/proof.js';
@@ -211,6 +212,7 @@ export function makeAuditCommands(io: CliIo): Record<string, AuditCommand> {
           'last-seen': { type: 'string' },
           fast: { type: 'boolean' },
           'witness-key': { type: 'string', multiple: true },
+          witnesses: { type: 'string' },
           cosigned: { type: 'string' },
           pg: { type: 'string' },
           schema: { type: 'string' },
@@ -233,45 +235,65 @@ export function makeAuditCommands(io: CliIo): Record<string, AuditCommand> {
           `note: trusting the key stored beside the log (${join(dir, LOG_KEY_FILE)}); this checks integrity only. Pass --key with the published verifier key to check authenticity.\n`,
         );
       }
-      let lastSeen: Uint8Array | undefined =
+      const lastSeen: Uint8Array | undefined =
         values['last-seen'] === undefined ? undefined : await readFile(values['last-seen']);
       const witnessKeys = values['witness-key'] ?? [];
+      const need = intArg(values.witnesses, 'witnesses');
+      if (need !== undefined && need > 0 && witnessKeys.length === 0)
+        throw new UsageError("--witnesses N needs the witnesses' verifier keys (--witness-key FILE)");
       let witnessed = '';
+      const cosignedNotes: Uint8Array[] = [];
       if (witnessKeys.length > 0) {
-        // The checkpoint a witness cosigned anchors the log: it must carry every given witness's cosignature.
-        if (lastSeen !== undefined) throw new UsageError('give --last-seen or --witness-key, not both');
-        const file = values.cosigned ?? join(dir, COSIGNED_FILE);
-        let note: Buffer;
-        try {
-          note = await readFile(file);
-        } catch {
-          throw new UsageError(`no witness-cosigned checkpoint at ${file} (run warden audit witness-submit)`);
-        }
+        // Cosigned checkpoints anchor the log: each one's signatures must verify, each one must match the
+        // entries (verified below as a checkpoint seen earlier), and enough distinct given witnesses must have
+        // cosigned (default: every one given).
         const cosigners = (await Promise.all(witnessKeys.map((f) => readKeyLines(f))))
           .flat()
           .map(cosignatureVerifier);
-        let signedBy: Set<string>;
-        try {
-          signedBy = new Set(
-            openNote(note, [...trust.verifiers, ...cosigners]).signatures.map((x) => `${x.name}+${x.keyId}`),
+        const required = need ?? cosigners.length;
+        if (required > cosigners.length)
+          throw new UsageError(`--witnesses ${required} but only ${cosigners.length} witness key(s) given`);
+        const found = await collectCosigned(dir, values.cosigned);
+        if (found.length === 0) {
+          throw new UsageError(
+            `no witness-cosigned checkpoint in ${join(dir, COSIGNATURES_DIR)} or ${join(dir, COSIGNED_FILE)} (configure audit.witnesses, or run warden audit witness-submit)`,
           );
-        } catch (e) {
-          io.out(`FAIL witness-cosignature: ${(e as Error).message}\n`);
+        }
+        const sizeBy = new Map<string, number>();
+        for (const { file, note } of found) {
+          let sigs;
+          try {
+            sigs = openNote(note, [...trust.verifiers, ...cosigners]).signatures;
+          } catch (e) {
+            io.out(`FAIL witness-cosignature: ${file}: ${(e as Error).message}\n`);
+            return 1;
+          }
+          const byWitness = cosigners.filter((c) =>
+            sigs.some((x) => x.name === c.name && x.keyId === c.keyId),
+          );
+          if (byWitness.length === 0) continue;
+          cosignedNotes.push(note);
+          for (const c of byWitness) {
+            const k = `${c.name}+${c.keyId}`;
+            sizeBy.set(k, Math.max(sizeBy.get(k) ?? 0, checkpointSizeOf(note) ?? 0));
+          }
+        }
+        const missing = cosigners.filter((c) => !sizeBy.has(`${c.name}+${c.keyId}`));
+        if (cosigners.length - missing.length < required) {
+          io.out(
+            `FAIL witness-cosignature: ${cosigners.length - missing.length} of ${required} required witness(es) cosigned; not cosigned by ${missing.map((m) => m.name).join(', ')}\n`,
+          );
           return 1;
         }
-        const missing = cosigners.filter((c) => !signedBy.has(`${c.name}+${c.keyId}`));
-        if (missing.length > 0) {
-          io.out(`FAIL witness-cosignature: not cosigned by ${missing.map((m) => m.name).join(', ')}\n`);
-          return 1;
-        }
-        lastSeen = note;
-        witnessed = `, cosigned by ${cosigners.map((c) => c.name).join(', ')} at size ${checkpointSizeOf(note) ?? '?'}`;
+        const by = cosigners.filter((c) => sizeBy.has(`${c.name}+${c.keyId}`));
+        witnessed = `, cosigned by ${by.map((c) => `${c.name} at size ${sizeBy.get(`${c.name}+${c.keyId}`)}`).join(', ')}`;
       }
       const common = {
         origin: trust.origin,
         verifierKeys: trust.verifiers,
         strictEntries: values.fast !== true,
         ...(lastSeen !== undefined ? { lastSeenCheckpoint: lastSeen } : {}),
+        ...(cosignedNotes.length > 0 ? { lastSeenCheckpoints: cosignedNotes } : {}),
       };
       let r: VerifyResult;
       if (values.pg !== undefined) {
@@ -623,6 +645,23 @@ export function makeAuditCommands(io: CliIo): Record<string, AuditCommand> {
     };
   }
   return wrapped;
+}
+
+/** Cosigned checkpoints: `--cosigned FILE`, `DIR/cosigned-checkpoint` and every `DIR/cosignatures/*.cosigned`. */
+async function collectCosigned(
+  dir: string,
+  explicit: string | undefined,
+): Promise<{ file: string; note: Uint8Array }[]> {
+  const out: { file: string; note: Uint8Array }[] = [];
+  for (const file of explicit !== undefined ? [explicit] : [join(dir, COSIGNED_FILE)]) {
+    try {
+      out.push({ file, note: await readFile(file) });
+    } catch (e) {
+      if (explicit !== undefined) throw new UsageError(`cannot read ${file}: ${(e as Error).message}`);
+    }
+  }
+  if (explicit === undefined) out.push(...(await readCosignedCheckpoints(join(dir, COSIGNATURES_DIR))));
+  return out;
 }
 
 async function readKeyLines(file: string): Promise<string[]> {

@@ -10,6 +10,7 @@ import type { UpstreamTlsMode } from '../upstream/pg-connect.js';
 import { readSecret } from '../core/secrets.js';
 import { parseVerifier, type ParsedVerifier } from '../identity/scram.js';
 import { loadAdminApiConfig, type AdminApiConfig } from '../admin-api/config.js';
+import { parseWitnessConfigs } from '../audit/witness-publisher.js';
 
 export interface UserConfig {
   readonly name: string;
@@ -93,6 +94,8 @@ export interface AuditConfig {
   readonly retentionDays: number;
   /** Store entries in PostgreSQL instead of `dir`. */
   readonly postgres?: AuditPostgresConfig;
+  /** Witnesses each new signed checkpoint is submitted to (C2SP tlog-witness); `key` is the cosigner's verifier key. */
+  readonly witnesses?: readonly { readonly url: string; readonly key: string }[];
 }
 
 /** Where approval requests live: by default `<state_dir>/approvals/<target>/approvals.jsonl`; `postgres` for replicas. */
@@ -188,6 +191,19 @@ export const gatewayConfigSchema = {
         checkpoint_interval_ms: { type: 'integer', minimum: 0, maximum: 86400000 },
         key_file: { type: 'string' },
         retention_days: { type: 'integer', minimum: 0, maximum: 36500 },
+        witnesses: {
+          type: 'array',
+          maxItems: 32,
+          items: {
+            type: 'object',
+            additionalProperties: false,
+            required: ['url', 'key'],
+            properties: {
+              url: { type: 'string', pattern: '^https?://' },
+              key: { type: 'string', minLength: 1 },
+            },
+          },
+        },
         postgres: {
           type: 'object',
           additionalProperties: false,
@@ -481,6 +497,7 @@ export function buildGatewayConfig(raw: unknown, baseDir: string): GatewayConfig
             ...(r.audit.key_file !== undefined ? { keyFile: path(r.audit.key_file) } : {}),
             retentionDays: r.audit.retention_days ?? 365,
             ...(r.audit.postgres !== undefined ? { postgres: auditPostgres(r.audit.postgres, path) } : {}),
+            ...(r.audit.witnesses !== undefined ? { witnesses: auditWitnesses(r.audit.witnesses) } : {}),
           },
         }
       : {}),
@@ -522,6 +539,11 @@ function clientCertOf(u: any, tls: any): ClientCertRequirement | undefined {
 export function normalizeFingerprint(f: string): string {
   const hex = f.replaceAll(':', '').toUpperCase();
   return hex.replace(/(..)(?!$)/g, '$1:');
+}
+
+/** `audit.witnesses`: each URL and cosigner key is checked now, so a typo stops the start with a clear error. */
+function auditWitnesses(ws: { url: string; key: string }[]): { url: string; key: string }[] {
+  return parseWitnessConfigs(ws).map((w) => ({ url: w.url, key: w.key }));
 }
 
 function auditPostgres(p: any, path: (p: string) => string): AuditPostgresConfig {
