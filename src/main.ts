@@ -16,6 +16,8 @@ import type { GatewayConfig, TargetConfig } from './config/gateway-config.js';
 import { AuthThrottle } from './identity/throttle.js';
 import { CancelRegistry } from './session/cancel-registry.js';
 import { listenPg, serverTlsContext, type PgListener } from './listener/pg-listener.js';
+import { listenMysql, type MysqlListener } from './listener/mysql-listener.js';
+import { FastAuthCache, loadOrCreateRsaKeys } from './identity/mysql-auth.js';
 import { createPolicyHook, type PolicyHook } from './enforce/policy-hook.js';
 import { loadPolicy } from './policy/load.js';
 import type { Policy } from './policy/model.js';
@@ -113,6 +115,8 @@ export type ReloadResult =
 
 export interface Gateway {
   readonly pg: PgListener;
+  /** The MySQL front end, when the configuration has MySQL targets or a `mysql_listen` section. */
+  readonly mysql?: MysqlListener;
   /** The audit log, when the configuration has one. */
   readonly audit?: AuditLog;
   /** Per configured witness (`audit.witnesses`): cosigned size, pending size, failures, last error. */
@@ -521,6 +525,14 @@ export async function startGateway(config: GatewayConfig, opts: GatewayOptions =
       }
     }
     for (const t of config.targets.values()) {
+      // MYSQL-DIALECT-GUARD: until createPolicyHook analyses MySQL statements, a MySQL target never runs a policy
+      // it cannot enforce; only allow_all (tests, bring-up) or a caller's own hook.
+      if (t.engine === 'mysql' && t.policy.kind !== 'allow_all' && !opts.hookFor) {
+        throw new WardenError(
+          'CONFIG_INVALID',
+          `target "${t.name}" is a MySQL target with a policy, but this build cannot enforce policies on MySQL yet; refusing to start rather than run it unprotected`,
+        );
+      }
       let hook: StatementHook;
       if (opts.hookFor) {
         const info: RunningPolicy = { target: t.name, kind: 'custom', label: 'allow_all', hash: '' };
@@ -663,9 +675,11 @@ export async function startGateway(config: GatewayConfig, opts: GatewayOptions =
     return run;
   };
 
+  // One throttle for both front ends: failures over either protocol slow down both.
+  const throttle = new AuthThrottle();
   const pg = await listenPg(config.listen.host, config.listen.port, config.limits.maxConnections, {
     config,
-    throttle: new AuthThrottle(),
+    throttle,
     cancels: new CancelRegistry(),
     hookFor: (t) => {
       const h = hooks.get(t.name);
@@ -682,9 +696,41 @@ export async function startGateway(config: GatewayConfig, opts: GatewayOptions =
     fakeSaltKey: fakeSaltKey(config.stateDir),
     ...(tlsContext ? { tlsContext } : {}),
   });
+  let mysql: MysqlListener | undefined;
+  if (config.mysqlListen !== undefined) {
+    try {
+      mysql = await listenMysql(
+        config.mysqlListen.host,
+        config.mysqlListen.port,
+        config.limits.maxConnections,
+        {
+          config,
+          throttle,
+          hookFor: (t) => {
+            const h = hooks.get(t.name);
+            if (!h) throw new WardenError('CONFIG_INVALID', `no hook for target ${t.name}`);
+            return h;
+          },
+          events: combineEvents(
+            recorder?.sessionEvents(),
+            metrics !== undefined ? sessionMetricsEvents(metrics) : undefined,
+            opts.events,
+          ),
+          fakeSaltKey: fakeSaltKey(config.stateDir),
+          rsaKeys: loadOrCreateRsaKeys(config.stateDir),
+          fastAuth: new FastAuthCache(),
+          ...(tlsContext ? { tlsContext } : {}),
+        },
+      );
+    } catch (e) {
+      await pg.close(0);
+      throw e;
+    }
+  }
   let adminApi: AdminApi | undefined;
   const gateway: Gateway = {
     pg,
+    ...(mysql ? { mysql } : {}),
     ...(audit ? { audit } : {}),
     witnessStatus: () => witnesses?.status() ?? [],
     ...(metrics ? { metrics } : {}),
@@ -725,6 +771,7 @@ export async function startGateway(config: GatewayConfig, opts: GatewayOptions =
     async close(drainMs?: number) {
       await adminApi?.close();
       await pg.close(drainMs ?? config.limits.drainTimeoutMs);
+      await mysql?.close(drainMs ?? config.limits.drainTimeoutMs);
       for (const b of bundles.values()) await b.queue;
       for (const b of bundles.values()) disarm(b.gen);
       for (const p of policyHooks) await p.close();

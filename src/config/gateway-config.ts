@@ -9,6 +9,7 @@ import type { PrincipalKind } from '../core/context.js';
 import type { UpstreamTlsMode } from '../upstream/pg-connect.js';
 import { readSecret } from '../core/secrets.js';
 import { parseVerifier, type ParsedVerifier } from '../identity/scram.js';
+import { parseNativeHash } from '../identity/mysql-auth.js';
 import { loadAdminApiConfig, type AdminApiConfig } from '../admin-api/config.js';
 import { parseWitnessConfigs } from '../audit/witness-publisher.js';
 
@@ -26,6 +27,8 @@ export interface UserConfig {
    * The certificate must chain to `tls.client_ca_file` and match every constraint given here.
    */
   readonly clientCert?: ClientCertRequirement;
+  /** SHA1(SHA1(password)) for mysql_native_password logins on MySQL targets; absent: caching_sha2_password only. */
+  readonly mysqlNativeHash?: Buffer;
 }
 
 /** What a user's TLS client certificate must be (see `users[].client_cert`). */
@@ -61,6 +64,8 @@ export type PolicyConfig =
 
 export interface TargetConfig {
   readonly name: string;
+  /** Wire protocol and dialect of the upstream; absent means postgres. MySQL targets have no search_path. */
+  readonly engine?: 'postgres' | 'mysql';
   readonly host: string;
   readonly port: number;
   readonly database: string;
@@ -106,6 +111,8 @@ export interface ApprovalsConfig {
 
 export interface GatewayConfig {
   readonly listen: { readonly host: string; readonly port: number };
+  /** The MySQL front end; present when configured or when any target is a MySQL target (default 127.0.0.1:13306). */
+  readonly mysqlListen?: { readonly host: string; readonly port: number };
   readonly tls?: {
     readonly certFile: string;
     readonly keyFile: string;
@@ -152,6 +159,11 @@ export const gatewayConfigSchema = {
   required: ['targets', 'users'],
   properties: {
     listen: {
+      type: 'object',
+      additionalProperties: false,
+      properties: { host: { type: 'string' }, port: { type: 'integer', minimum: 0, maximum: 65535 } },
+    },
+    mysql_listen: {
       type: 'object',
       additionalProperties: false,
       properties: { host: { type: 'string' }, port: { type: 'integer', minimum: 0, maximum: 65535 } },
@@ -258,6 +270,7 @@ export const gatewayConfigSchema = {
           groups: { type: 'array', items: identifier },
           attributes: { type: 'object', additionalProperties: { type: 'string' } },
           scram_verifier: { type: 'string' },
+          mysql_native_hash: { type: 'string', pattern: '^\\*?[0-9A-Fa-f]{40}$' },
           logins: { type: 'object', additionalProperties: identifier },
           // A TLS client certificate as a second factor: the password is still required, and so is a certificate
           // that chains to tls.client_ca_file and matches subject_cn and/or fingerprint_sha256 (both if given).
@@ -286,6 +299,7 @@ export const gatewayConfigSchema = {
         required: ['name', 'host', 'port', 'database', 'logins', 'policy'],
         properties: {
           name: identifier,
+          engine: { enum: ['postgres', 'mysql'] },
           host: { type: 'string', minLength: 1 },
           port: { type: 'integer', minimum: 1, maximum: 65535 },
           database: { type: 'string', minLength: 1 },
@@ -424,8 +438,13 @@ export function buildGatewayConfig(raw: unknown, baseDir: string): GatewayConfig
       logins.set(name, login);
     }
     const tls = t.tls ?? { mode: 'disable' };
+    const engine: 'postgres' | 'mysql' = t.engine ?? 'postgres';
+    if (engine === 'mysql' && t.search_path !== undefined) {
+      throw new WardenError('CONFIG_INVALID', `target "${t.name}": MySQL targets have no search_path`);
+    }
     targets.set(t.name, {
       name: t.name,
+      engine,
       host: t.host,
       port: t.port,
       database: t.database,
@@ -468,6 +487,7 @@ export function buildGatewayConfig(raw: unknown, baseDir: string): GatewayConfig
       verifier,
       logins: u.logins ?? {},
       ...(clientCert !== undefined ? { clientCert } : {}),
+      ...(u.mysql_native_hash !== undefined ? { mysqlNativeHash: parseNativeHash(u.mysql_native_hash) } : {}),
     });
   }
   const tls = r.tls
@@ -480,6 +500,9 @@ export function buildGatewayConfig(raw: unknown, baseDir: string): GatewayConfig
     : undefined;
   return {
     listen: { host: r.listen?.host ?? '127.0.0.1', port: r.listen?.port ?? 15432 },
+    ...(r.mysql_listen !== undefined || [...targets.values()].some((t) => t.engine === 'mysql')
+      ? { mysqlListen: { host: r.mysql_listen?.host ?? '127.0.0.1', port: r.mysql_listen?.port ?? 13306 } }
+      : {}),
     ...(tls ? { tls } : {}),
     limits: {
       maxMessageBytes: r.limits?.max_message_bytes ?? 1024 * 1024,

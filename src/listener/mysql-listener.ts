@@ -1,0 +1,57 @@
+// Accepts MySQL client connections and hands each to its own session; one bad client never touches another.
+
+import net from 'node:net';
+import { MysqlSession, type MysqlSessionDeps } from '../session/mysql-session.js';
+
+export interface MysqlListener {
+  readonly host: string;
+  readonly port: number;
+  readonly sessions: ReadonlySet<MysqlSession>;
+  /** Stops accepting, asks sessions to end, and waits up to `drainMs` before cutting the rest. */
+  close(drainMs?: number): Promise<void>;
+}
+
+export async function listenMysql(
+  host: string,
+  port: number,
+  maxConnections: number,
+  deps: Omit<MysqlSessionDeps, 'onClose'>,
+): Promise<MysqlListener> {
+  const sessions = new Set<MysqlSession>();
+  const sessionDeps: MysqlSessionDeps = { ...deps, onClose: (s) => sessions.delete(s) };
+  const server = net.createServer({ noDelay: true }, (socket) => {
+    socket.on('error', () => socket.destroy());
+    if (sessions.size >= maxConnections) {
+      // Refuse before any protocol exchange; the client sees a closed connection.
+      socket.destroy();
+      return;
+    }
+    try {
+      sessions.add(new MysqlSession(socket, sessionDeps));
+    } catch {
+      socket.destroy();
+    }
+  });
+  server.maxConnections = maxConnections + 16;
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, host, () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+  const addr = server.address() as net.AddressInfo;
+  return {
+    host: addr.address,
+    port: addr.port,
+    sessions,
+    async close(drainMs = 5000) {
+      const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+      for (const s of sessions) s.shutdown();
+      const deadline = Date.now() + drainMs;
+      while (sessions.size > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+      for (const s of sessions) s.close('gateway shutdown (drain time over)');
+      await closed;
+    },
+  };
+}
