@@ -97,3 +97,26 @@ void test('constantTimeEqual', () => {
     }),
   );
 });
+
+void test('constantTimeEqual takes as long whether the first or the last byte differs', () => {
+  // A naive comparison returns at the first difference (a ~million-fold gap here); hashing both sides does not.
+  const a = Buffer.alloc(1 << 20, 7);
+  const early = Buffer.from(a);
+  early[0] = 8;
+  const late = Buffer.from(a);
+  late[late.length - 1] = 8;
+  const time = (b: Buffer): number => {
+    const samples: number[] = [];
+    for (let i = 0; i < 15; i++) {
+      const t = process.hrtime.bigint();
+      constantTimeEqual(a, b);
+      samples.push(Number(process.hrtime.bigint() - t));
+    }
+    return samples.sort((x, y) => x - y)[7] as number;
+  };
+  time(early); // warm up
+  const e = time(early);
+  const l = time(late);
+  // Generous: a shared, loaded machine. The naive early-exit compare would be orders of magnitude apart.
+  assert.ok(Math.max(e, l) / Math.min(e, l) < 4, `median ${e} ns vs ${l} ns`);
+});
