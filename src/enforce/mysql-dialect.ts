@@ -1,0 +1,192 @@
+// The MySQL/MariaDB dialect of the policy hook: analysis by src/sql-mysql, MySQL mask expressions, column lists from information_schema over mysql2.
+// @see https://mariadb.com/kb/en/information-schema-columns-table/
+//
+// The database of a MySQL target plays the part of a PostgreSQL schema: `app.customers` in a policy is table
+// `customers` of database `app`. Unqualified names resolve against the target's database.
+// INVARIANT: as for PostgreSQL, a column list that cannot be read is an error (the hook denies), never a guess.
+
+import { readFileSync } from 'node:fs';
+import mysql from 'mysql2/promise';
+import type { StatementVerdict } from '../core/context.js';
+import { WardenError } from '../core/errors.js';
+import type { TargetConfig } from '../config/gateway-config.js';
+import type { TableProtection } from '../sql/rewrite.js';
+import type { Policy } from '../policy/index.js';
+import { analyzeMysql, wardenShowName } from '../sql-mysql/analyze.js';
+import type { MysqlAnalysis } from '../sql-mysql/analyze.js';
+import { mysqlLiteral, mysqlMaskSql, rewriteMysql } from '../sql-mysql/rewrite.js';
+import type { MysqlTableProtection } from '../sql-mysql/rewrite.js';
+import { CatalogCache } from './catalog-cache.js';
+import type { CatalogCacheOptions, ColumnFetcher } from './catalog-cache.js';
+import type { DialectAnalysis, DialectPolicyVersion, SqlDialect } from './dialect.js';
+
+const ANALYSIS_CACHE_MAX = 5000;
+const ANALYSIS_CACHE_MAX_SQL = 16_384;
+
+const COLUMNS_SQL =
+  'SELECT COLUMN_NAME AS name FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? ' +
+  'ORDER BY ORDINAL_POSITION';
+
+/** mysql2 TLS options for the target's upstream TLS mode. */
+function mysqlSsl(target: TargetConfig): mysql.SslOptions | undefined {
+  const t = target.tls;
+  if (t.mode === 'disable') return undefined;
+  if (t.mode === 'require') return { rejectUnauthorized: false };
+  const ca = t.caFile === undefined ? undefined : readFileSync(t.caFile);
+  return { rejectUnauthorized: true, ...(ca ? { ca } : {}) };
+}
+
+/** Column lists read from information_schema as the target's first login, over one pooled connection. */
+export function mysqlColumnFetcher(target: TargetConfig): {
+  fetch: ColumnFetcher;
+  close: () => Promise<void>;
+} {
+  const first = target.logins.values().next();
+  if (first.done === true)
+    throw new WardenError('CONFIG_INVALID', `target "${target.name}" has no upstream login`);
+  const login = first.value;
+  const ssl = mysqlSsl(target);
+  const pool = mysql.createPool({
+    host: target.host,
+    port: target.port,
+    database: target.database,
+    user: login.user,
+    ...(login.password !== undefined ? { password: login.password } : {}),
+    ...(ssl !== undefined ? { ssl } : {}),
+    connectionLimit: 1,
+    connectTimeout: 5000,
+    idleTimeout: 10_000,
+    maxIdle: 1,
+  });
+  return {
+    async fetch(schema, table) {
+      try {
+        const [rows] = await pool.query(COLUMNS_SQL, [schema, table]);
+        return (rows as { name: string }[]).map((r) => String(r.name).toLowerCase());
+      } catch (e) {
+        // mysql2 errors name the server and the account, never the password.
+        throw new WardenError(
+          'UPSTREAM_UNAVAILABLE',
+          `cannot read the columns of ${schema}.${table} from target ${target.name}`,
+          {
+            cause: e,
+            detail: e instanceof Error ? e.message : String(e),
+          },
+        );
+      }
+    },
+    close: () => pool.end(),
+  };
+}
+
+/** The MySQL masks of a table, from the policy's mask specs (the decision names which columns stay masked). */
+function mysqlProtection(key: string, p: TableProtection, policy: Policy): MysqlTableProtection {
+  const specs = policy.masks.get(key) ?? [];
+  const masks = new Map<string, string>();
+  for (const column of p.masks.keys()) {
+    const m = specs.find((x) => x.column === column);
+    if (m === undefined)
+      throw new WardenError('INSUFFICIENT_PRIVILEGE', `no mask definition for ${key}.${column}`);
+    if (!p.columns.includes(column.toLowerCase()))
+      throw new WardenError('CONFIG_INVALID', `mask for unknown column ${key}.${column}`);
+    masks.set(column.toLowerCase(), mysqlMaskSql(m.spec, column.toLowerCase()));
+  }
+  return {
+    columns: p.columns.map((c) => c.toLowerCase()),
+    masks,
+    ...(p.rowFilter === undefined ? {} : { rowFilter: p.rowFilter }),
+  };
+}
+
+export interface MysqlDialectOptions {
+  /** Column cache options (tests pass `fetch`). */
+  readonly catalog?: CatalogCacheOptions;
+}
+
+class MysqlDialect implements SqlDialect {
+  readonly name = 'mysql' as const;
+  private readonly cache = new Map<string, MysqlAnalysis>();
+
+  constructor(
+    private readonly database: string,
+    private readonly opts: MysqlDialectOptions,
+  ) {}
+
+  init(): Promise<void> {
+    return Promise.resolve();
+  }
+
+  /** The full analysis (lexed statements and trees) of a text, cached by text. */
+  full(sql: string): MysqlAnalysis {
+    const hit = this.cache.get(sql);
+    if (hit !== undefined) {
+      this.cache.delete(sql);
+      this.cache.set(sql, hit);
+      return hit;
+    }
+    const a = analyzeMysql(sql, { database: this.database });
+    if (sql.length <= ANALYSIS_CACHE_MAX_SQL) {
+      this.cache.set(sql, a);
+      if (this.cache.size > ANALYSIS_CACHE_MAX) {
+        const oldest = this.cache.keys().next();
+        if (oldest.done !== true) this.cache.delete(oldest.value);
+      }
+    }
+    return a;
+  }
+
+  analyze(sql: string): DialectAnalysis {
+    const a = this.full(sql);
+    const statements = a.statements.map((s) => s.summary);
+    return {
+      analysis: a.error !== undefined ? { statements, error: a.error } : { statements },
+      key: `m${sql}`,
+      ...(a.denied !== undefined ? { denied: a.denied } : {}),
+    };
+  }
+
+  answerShow(sql: string, version: DialectPolicyVersion | undefined): StatementVerdict | undefined {
+    if (version === undefined) return undefined;
+    const name = wardenShowName(sql);
+    if (name === undefined) return undefined;
+    const value = name === 'warden.policy_version' ? `${version.label} ${version.hash}` : version.hash;
+    const rule = `warden:show-${name.slice('warden.'.length).replace('_', '-')}`;
+    return {
+      action: 'allow',
+      // The shape of SHOW VARIABLES: Variable_name, Value.
+      sql: `SELECT ${mysqlLiteral(name)} AS Variable_name, ${mysqlLiteral(value)} AS Value`,
+      decision: {
+        effect: 'allow',
+        rules: [rule],
+        reasons: ['the running policy version is visible to every session'],
+        protections: {},
+        rewritten: true,
+        cached: false,
+      },
+    };
+  }
+
+  rewrite(sql: string, protections: ReadonlyMap<string, TableProtection>, policy: Policy): Promise<string> {
+    const mine = new Map<string, MysqlTableProtection>();
+    for (const [k, p] of protections) mine.set(k, mysqlProtection(k, p, policy));
+    const out = rewriteMysql(this.full(sql), mine, this.database);
+    return Promise.resolve(out ?? sql);
+  }
+
+  catalog(target: TargetConfig): CatalogCache {
+    const o = this.opts.catalog ?? {};
+    if (o.fetch !== undefined) return new CatalogCache(target.name, o.fetch, o);
+    const up = mysqlColumnFetcher(target);
+    return new CatalogCache(target.name, up.fetch, { ...o, close: up.close });
+  }
+}
+
+/** The dialect of a MySQL/MariaDB target (its database resolves unqualified names). */
+export function mysqlDialect(
+  target: Pick<TargetConfig, 'database'>,
+  opts: MysqlDialectOptions = {},
+): SqlDialect & {
+  full(sql: string): MysqlAnalysis;
+} {
+  return new MysqlDialect(target.database.toLowerCase(), opts);
+}
