@@ -298,6 +298,151 @@ describe('verifyBundleForActivation refuses', () => {
   });
 });
 
+describe('settings', () => {
+  it('a signed bundle with an unknown or invalid setting is refused at verification, naming the key', () => {
+    const p = JSON.parse(payloadBytes(good).toString()) as Record<string, unknown>;
+    for (const [settings, key] of [
+      [{ listen: { port: 5432 } }, 'listen'],
+      [{ statement_timeout_ms: 0 }, 'statement_timeout_ms'],
+      [{ require_tls: 'yes' }, 'require_tls'],
+    ] as const) {
+      assert.throws(
+        () => verifyBundleForActivation(raw({ ...p, settings }, [dev, ana, ben]), root, {}, NOW),
+        (e: unknown) => refused('settings-invalid')(e) && new RegExp(`"${key}"`).test((e as Error).message),
+      );
+    }
+  });
+  it('propose refuses an unknown setting, and verification returns the parsed settings', () => {
+    assert.throws(() => propose({ settings: { max_connections: 5 } }), refused('settings-invalid'));
+    assert.deepEqual(verifyBundleForActivation(good, root, {}, NOW).settings, { statementTimeoutMs: 30000 });
+  });
+});
+
+/**
+ * The TUF-style cases of issue 5 ("How we will know"), each refused or handled. Several are also tested above and
+ * in root.test.ts (rotation with too few old or new signatures, a skipped root version); they are repeated here by
+ * name so that the list can be checked against the issue.
+ */
+describe('TUF conformance cases', () => {
+  const root3 = verifyRoot(
+    [ana, ben, cho].reduce(
+      signEnvelope,
+      createRoot({
+        origin: ORIGIN,
+        version: 1,
+        threshold: 3,
+        approvers: [ana.encoded, ben.encoded, cho.encoded],
+        authors: [dev.encoded],
+      }),
+    ),
+  );
+  const corrupt = (s: { keyid: string; sig: string }) => {
+    const b = Buffer.from(s.sig, 'base64');
+    b[5]! ^= 0x80;
+    return { ...s, sig: b.toString('base64') };
+  };
+
+  it('duplicate signatures: the same signature twice counts once', () => {
+    const once = signAll(propose(), [ana]);
+    const dup = { ...once, signatures: [...once.signatures, once.signatures[1]!] };
+    assert.throws(() => verifyBundleForActivation(dup, root, {}, NOW), refused('below-threshold'));
+    // duplicates of a valid signature beside k distinct approvers are harmless, and still count once
+    const v = verifyBundleForActivation(
+      { ...good, signatures: [...good.signatures, good.signatures[1]!, good.signatures[2]!] },
+      root,
+      {},
+      NOW,
+    );
+    assert.equal(v.approvers.length, 2);
+    // signing again with the same key is refused at signing time
+    assert.throws(() => signAll(propose(), [ana, ana]), refused('malformed'));
+  });
+  it('one key under two ids counts once', () => {
+    const once = signAll(propose(), [ana]);
+    const twice = {
+      ...once,
+      signatures: [...once.signatures, { keyid: cho.keyId, sig: once.signatures[1]!.sig }],
+    };
+    assert.throws(() => verifyBundleForActivation(twice, root, {}, NOW), refused('below-threshold'));
+  });
+  it('a bad signature beside enough good ones refuses the bundle', () => {
+    // author + k approvers are valid; one more (an enrolled approver's) is corrupt: refused, not ignored
+    const extra = signAll(good, [cho]);
+    const bad = { ...extra, signatures: [...extra.signatures.slice(0, 3), corrupt(extra.signatures[3]!)] };
+    assert.equal(verifyBundleForActivation(extra, root, {}, NOW).approvers.length, 3);
+    assert.throws(() => verifyBundleForActivation(bad, root, {}, NOW), refused('bad-signature'));
+    // and a garbage signature under a made-up key id
+    const junk = { ...good, signatures: [...good.signatures, { keyid: 'nobody+00000000', sig: 'AAAA' }] };
+    assert.throws(() => verifyBundleForActivation(junk, root, {}, NOW), refused('bad-signature'));
+  });
+  it('the author alone is refused', () => {
+    assert.throws(() => verifyBundleForActivation(propose(), root3, {}, NOW), refused('author-only'));
+  });
+  it('the author plus k-1 others is refused (k = 3), whether or not the author is an approver', () => {
+    assert.throws(
+      () => verifyBundleForActivation(signAll(propose(), [ana, ben]), root3, {}, NOW),
+      refused('below-threshold'),
+    );
+    // ana authors and ana, ben, cho signed: ana's own signature does not count, so 2 of 3
+    assert.throws(
+      () => verifyBundleForActivation(signAll(propose({ author: ana }), [ben, cho]), root3, {}, NOW),
+      refused('below-threshold'),
+    );
+    assert.equal(
+      verifyBundleForActivation(signAll(propose(), [ana, ben, cho]), root3, {}, NOW).approvers.length,
+      3,
+    );
+  });
+  it('rollback and an equal version with a different hash are refused', () => {
+    const v2 = signAll(propose({ version: 2, previous: goodHash }), [ana, ben]);
+    const running = { current: { version: 2, hash: readBundle(v2).hash } };
+    assert.throws(() => verifyBundleForActivation(good, root, running, NOW), refused('rollback'));
+    const fork = signAll(propose({ version: 2, previous: goodHash, settings: { require_tls: true } }), [
+      ana,
+      ben,
+    ]);
+    assert.throws(() => verifyBundleForActivation(fork, root, running, NOW), refused('version-conflict'));
+  });
+  it('root rotation with too few old or new signatures, and a skipped root version, are refused', () => {
+    const rotate = (version: number, signers: readonly SigningKey[]) =>
+      signAll(
+        createRoot({
+          origin: ORIGIN,
+          version,
+          threshold: 2,
+          approvers: [cho.encoded, dev.encoded],
+          authors: [],
+        }),
+        signers,
+      );
+    assert.equal(verifyRoot(rotate(2, [ana, ben, cho, dev]), root).version, 2);
+    assert.throws(() => verifyRoot(rotate(2, [ana, dev]), root), refused('root-threshold-old'));
+    assert.throws(() => verifyRoot(rotate(2, [ana, ben, cho]), root), refused('root-threshold-new'));
+    assert.throws(() => verifyRoot(rotate(3, [ana, ben, cho, dev]), root), refused('root-version'));
+  });
+  it('an expired bundle or root, and an oversized bundle, are refused', () => {
+    assert.throws(() => verifyBundleForActivation(good, root, {}, EXPIRES), refused('expired'));
+    const oldRoot = verifyRoot(
+      signAll(
+        createRoot({
+          origin: ORIGIN,
+          version: 1,
+          threshold: 2,
+          approvers: [ana.encoded, ben.encoded, cho.encoded],
+          authors: [dev.encoded],
+          expires: '2030-01-01T12:00:00Z',
+        }),
+        [ana, ben],
+      ),
+      undefined,
+      T0,
+    );
+    assert.throws(() => verifyBundleForActivation(good, oldRoot, {}, NOW), refused('expired'));
+    const huge = `{"payloadType":"${BUNDLE_PAYLOAD_TYPE}","payload":"${'A'.repeat(MAX_ENVELOPE_BYTES)}","signatures":[]}`;
+    assert.throws(() => verifyBundleForActivation(huge, root, {}, NOW), refused('malformed'));
+  });
+});
+
 describe('key-id games', () => {
   it('counts the same key under two key ids once', () => {
     const once = signAll(propose(), [ana]);

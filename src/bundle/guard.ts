@@ -96,7 +96,7 @@ export class BundleGuard implements StatementHook {
       this.expiredBy === 'root'
         ? 'pin a rotated root and activate a new signed bundle'
         : 'a new signed bundle must be activated';
-    return `${what}; every statement on this target is refused until ${fix}`;
+    return `${what}; every statement on this target is refused: ${fix}`;
   }
 
   /** Reports the expiry once (the gateway's timer and the first refused statement both call this). */
