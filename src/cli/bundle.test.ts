@@ -112,6 +112,7 @@ describe('warden keygen / bundle / verify-install', () => {
     assert.match(st.out, /\[x\] ana\+/);
     assert.match(st.out, /\[ \] ben\+/);
     assert.match(st.out, /approvals 1 of 2 required - 1 missing/);
+    assert.match(st.out, /^settings \(none: gateway defaults\)$/m);
     assert.match(
       (await run(bundleCommands.verify, [p('b1.json'), '--root', p('root.json')])).err,
       /below-threshold/,
@@ -167,6 +168,8 @@ describe('warden keygen / bundle / verify-install', () => {
     assert.equal(r.code, 0, r.err);
     assert.match(r.out, /version 2/);
     for (const k of ['ana', 'ben']) await run(bundleCommands.sign, [p('b2.json'), '--key', p(`${k}.key`)]);
+    const st2 = await run(bundleCommands.status, [p('b2.json'), '--root', p('root.json')]);
+    assert.match(st2.out, /^settings \{"require_tls":true,"statement_timeout_ms":30000\}$/m);
     assert.equal(
       (await run(bundleCommands.verify, [p('b2.json'), '--root', p('root.json'), '--running', p('b1.json')]))
         .code,
