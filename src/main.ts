@@ -793,6 +793,7 @@ export async function startGateway(config: GatewayConfig, opts: GatewayOptions =
       port: a.port,
       tokens: a.tokens,
       ...(a.oidc !== undefined ? { oidc: a.oidc } : {}),
+      ...(a.tls !== undefined ? { tls: a.tls } : {}),
       providers: gatewayProviders({
         gateway,
         targets: [...config.targets.values()],
@@ -807,7 +808,13 @@ export async function startGateway(config: GatewayConfig, opts: GatewayOptions =
     await gateway.close(0);
     throw e;
   }
-  log({ level: 'info', msg: 'admin API listening', host: a.host, port: adminApi.port });
+  log({
+    level: 'info',
+    msg: 'admin API listening',
+    host: a.host,
+    port: adminApi.port,
+    tls: a.tls !== undefined,
+  });
   const apiPort = adminApi.port;
   return { ...gateway, adminApi: { port: apiPort } };
 }

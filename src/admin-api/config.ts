@@ -6,6 +6,7 @@
  *   admin_api:
  *     listen: { host: 127.0.0.1, port: 18432 }
  *     tokens_file: /etc/warden/api-tokens.yaml     # { tokens: [{ id, user, hash: "sha256:<hex>", roles, expires }] }
+ *     tls: { cert_file: api.crt, key_file: api.key } # optional: HTTPS only (TLS 1.2+); the key file must be 0600
  *     oidc:                                        # optional
  *       issuer: https://login.example.com/
  *       audience: warden                           # or a list
@@ -17,11 +18,18 @@
  * Relative paths resolve against `baseDir` (the configuration file's folder).
  */
 
+import { readFileSync } from 'node:fs';
 import { isAbsolute, resolve } from 'node:path';
 import { WardenError } from '../core/errors.js';
+import { readSecret } from '../core/secrets.js';
 import { loadJwksFile } from './jwt.js';
 import { assertSeparation, isApiRole, type ApiRole } from './roles.js';
-import { DEFAULT_ADMIN_HOST, DEFAULT_ADMIN_PORT, type AdminOidcOptions } from './server.js';
+import {
+  DEFAULT_ADMIN_HOST,
+  DEFAULT_ADMIN_PORT,
+  type AdminOidcOptions,
+  type AdminTlsOptions,
+} from './server.js';
 import { loadTokenFile, type ApiTokenRecord } from './tokens.js';
 
 export interface AdminApiConfig {
@@ -29,6 +37,8 @@ export interface AdminApiConfig {
   readonly port: number;
   readonly tokens: readonly ApiTokenRecord[];
   readonly oidc?: AdminOidcOptions;
+  /** Serve HTTPS with this certificate chain and key (read at load; the key with readSecret). */
+  readonly tls?: AdminTlsOptions;
 }
 
 const isObj = (v: unknown): v is Record<string, unknown> =>
@@ -59,7 +69,7 @@ function roleList(v: unknown, path: string): ApiRole[] {
  */
 export function loadAdminApiConfig(raw: unknown, baseDir: string): AdminApiConfig {
   if (!isObj(raw)) fail('', 'must be a mapping');
-  onlyKeys(raw, ['listen', 'tokens_file', 'oidc'], '');
+  onlyKeys(raw, ['listen', 'tokens_file', 'oidc', 'tls'], '');
   let host = DEFAULT_ADMIN_HOST;
   let port = DEFAULT_ADMIN_PORT;
   if (raw['listen'] !== undefined) {
@@ -107,11 +117,31 @@ export function loadAdminApiConfig(raw: unknown, baseDir: string): AdminApiConfi
       userRoles,
     };
   }
+  let tls: AdminTlsOptions | undefined;
+  if (raw['tls'] !== undefined) {
+    const t = raw['tls'];
+    if (!isObj(t)) fail('.tls', 'must be { cert_file, key_file }');
+    onlyKeys(t, ['cert_file', 'key_file'], '.tls');
+    const certFile = file(t['cert_file'], '.tls.cert_file');
+    let cert: Buffer;
+    try {
+      cert = readFileSync(certFile);
+    } catch (e) {
+      throw new WardenError(
+        'CONFIG_INVALID',
+        `admin_api.tls.cert_file: cannot read ${JSON.stringify(certFile)}`,
+        {
+          cause: e,
+        },
+      );
+    }
+    tls = { cert, key: readSecret({ file: file(t['key_file'], '.tls.key_file') }, 'admin_api.tls.key_file') };
+  }
   if (tokens.length === 0 && oidc === undefined)
     fail('', 'configure tokens_file or oidc: the API has no way to authenticate anyone');
   assertSeparation([
     ...tokens.map((t) => ({ user: t.user, roles: t.roles, source: `token ${t.id}` })),
     ...Object.entries(oidc?.userRoles ?? {}).map(([user, roles]) => ({ user, roles, source: 'oidc.roles' })),
   ]);
-  return { host, port, tokens, ...(oidc ? { oidc } : {}) };
+  return { host, port, tokens, ...(oidc ? { oidc } : {}), ...(tls ? { tls } : {}) };
 }

@@ -1,6 +1,7 @@
 // The admin HTTP server (node:http): routing, bearer authentication, role checks, schema validation, body cap, JSON logs.
 
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
+import { createServer as createHttpsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { Ajv, type ErrorObject, type ValidateFunction } from 'ajv';
 import { defaultConsoleRoot, isConsolePath, serveConsole } from '../console/static.js';
@@ -61,7 +62,28 @@ export interface AdminApiOptions {
    * makes is authenticated). Default: served from the console's own folder; `false` turns it off.
    */
   readonly console?: false | { readonly root?: string };
+  /** Serve HTTPS (TLS 1.2+, forward-secret AEAD suites) instead of plain HTTP. */
+  readonly tls?: AdminTlsOptions;
 }
+
+/** The admin API's certificate chain (PEM) and private key (PEM, already read from a 0600 file). */
+export interface AdminTlsOptions {
+  readonly cert: Buffer | string;
+  readonly key: string;
+}
+
+/** TLS 1.2 suites of the admin API: forward secrecy and AEAD only (as the PostgreSQL listener). */
+const ADMIN_TLS_CIPHERS = [
+  'TLS_AES_256_GCM_SHA384',
+  'TLS_CHACHA20_POLY1305_SHA256',
+  'TLS_AES_128_GCM_SHA256',
+  'ECDHE-ECDSA-AES128-GCM-SHA256',
+  'ECDHE-RSA-AES128-GCM-SHA256',
+  'ECDHE-ECDSA-AES256-GCM-SHA384',
+  'ECDHE-RSA-AES256-GCM-SHA384',
+  'ECDHE-ECDSA-CHACHA20-POLY1305',
+  'ECDHE-RSA-CHACHA20-POLY1305',
+].join(':');
 
 export interface AdminApi {
   readonly port: number;
@@ -413,12 +435,25 @@ export async function startAdminApi(opts: AdminApiOptions): Promise<AdminApi> {
     }
   }
 
-  const server = createServer((req, res) => {
+  const onRequest = (req: IncomingMessage, res: ServerResponse): void => {
     handle(req, res).catch(() => {
       if (!res.headersSent) res.writeHead(500);
       res.end();
     });
-  });
+  };
+  const server =
+    opts.tls === undefined
+      ? createServer(onRequest)
+      : createHttpsServer(
+          {
+            cert: opts.tls.cert,
+            key: opts.tls.key,
+            minVersion: 'TLSv1.2',
+            ciphers: ADMIN_TLS_CIPHERS,
+            honorCipherOrder: true,
+          },
+          onRequest,
+        );
   server.headersTimeout = 10_000;
   server.requestTimeout = 30_000;
   await new Promise<void>((resolve, reject) => {
