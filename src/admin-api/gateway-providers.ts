@@ -333,17 +333,24 @@ export function composedApprovals(services: ReadonlyMap<string, ApprovalService>
   }));
   const holder = (id: string): (typeof entries)[number] | undefined =>
     entries.find((e) => e.service.get(id) !== undefined);
+  // Requests written elsewhere (the CLI, another replica sharing the PostgreSQL store) are read before answering.
+  const fresh = async (): Promise<void> => {
+    await Promise.all(entries.map((e) => e.service.sync(true)));
+  };
   return {
     async list(filter) {
+      await fresh();
       const all: ApprovalView[] = [];
       for (const e of entries) all.push(...(await e.api.list(filter)));
       return all.sort((a, b) => a.createdAt.getTime() - b.createdAt.getTime() || a.id.localeCompare(b.id));
     },
-    get(id) {
+    async get(id) {
+      await fresh();
       const h = holder(id);
-      return h === undefined ? Promise.resolve(undefined) : h.api.get(id);
+      return h === undefined ? undefined : h.api.get(id);
     },
     async decide(id, input) {
+      await fresh();
       const h = holder(id);
       if (h === undefined) throw new ApiError(404, 'not_found', `no approval request ${JSON.stringify(id)}`);
       return h.api.decide(id, input);
