@@ -275,14 +275,14 @@ describe('bundle settings and expiry, end to end', () => {
     });
 
     it('idle_session_timeout_ms: an idle session is closed with FATAL 57P05, a busy one stays', async () => {
-      await activate({ idle_session_timeout_ms: 1500 });
+      await activate({ idle_session_timeout_ms: 2000 });
       const idle = await g.gw.connect('carol', PW.carol);
       const wi = watch(idle);
       const busy = await g.gw.connect('carol', PW.carol);
       const wb = watch(busy);
       try {
         await idle.query('SELECT 1');
-        const until = Date.now() + 3500;
+        const until = Date.now() + 4500;
         while (Date.now() < until) {
           await busy.query('SELECT 1');
           await sleep(300);
@@ -299,7 +299,7 @@ describe('bundle settings and expiry, end to end', () => {
     });
 
     it('a running bundle that expires fails closed (WA010, audited once, not ready) until a fresh one is activated in the same session', async () => {
-      const expires = new Date(Date.now() + 4000);
+      const expires = new Date(Date.now() + 6000);
       await activate({}, expires);
       const port = g.gw.gateway.adminApi?.port ?? 0;
       const c = await g.gw.connect('alice', PW.alice);
@@ -362,7 +362,7 @@ describe('bundle settings and expiry, end to end', () => {
     const C1 = bundle({ origin: ORIGIN, version: 1, previous: null });
 
     before(async () => {
-      rootExpires = new Date(Date.now() + 5000);
+      rootExpires = new Date(Date.now() + 7000);
       g = await gatewayIn(ORIGIN, makeRoot(ORIGIN, 1, rootExpires), C1);
     });
     after(async () => {
