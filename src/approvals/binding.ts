@@ -2,8 +2,9 @@
 //
 // INVARIANT: the hash covers the requester, the target, the upstream database, the exact statement text and the
 // parameter values (or null). Changing any of them, even by one byte of whitespace, gives a different hash.
-// The extended protocol passes only the Parse text to the hook today, so such statements are bound by text: an
-// approved `DELETE ... WHERE id = $1` may run with any parameter values until parameters reach the hook.
+// Extended protocol: the policy hook decides approval-gated statements at each Bind, with the session's SHA-256 of
+// the Bind's parameter formats and values (pg-session.ts hashParams), so an approved `DELETE ... WHERE id = $1`
+// runs only with the parameters it was approved for. A simple query has null: its values are in its text.
 
 import { createHash } from 'node:crypto';
 
