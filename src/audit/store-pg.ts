@@ -416,13 +416,14 @@ export class PgAuditStore implements AuditStore {
   }
 }
 
-/** Reads a PG log's rows in index order, page by page (for verification and export). */
+/** Reads a PG log's rows in index order from `from` (default 0), page by page (for verification and export). */
 export async function* readPgEntries(
   q: PgQueryable,
   tables: PgAuditTables,
+  from = 0,
 ): AsyncGenerator<{ index: number; payload: Buffer | null; storedLeafHash: Buffer }> {
   const n = names(tables);
-  let next = 0;
+  let next = from;
   for (;;) {
     const r = (await q.query(
       `SELECT idx::text AS i, payload, leaf_hash FROM ${n.entries} WHERE idx >= $1 ORDER BY idx LIMIT ${PAGE}`,

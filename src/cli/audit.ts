@@ -13,6 +13,9 @@ import { submitToWitness } from '../audit/witness-http.js';
 import { COSIGNATURES_DIR, readCosignedCheckpoints } from '../audit/witness-publisher.js';
 import { LogSnapshot, readEntriesFrom, scanEntries } from '../audit/reader.js';
 import type { FollowPosition } from '../audit/reader.js';
+import { PgLogSnapshot, scanPgEntries } from '../audit/pg-reader.js';
+import type { MerkleTree } from '../audit/merkle.js';
+import type { RecordVisitor } from '../audit/records.js';
 import { formatTlogProof, parseTlogProof, verifyTlogProof } from '../audit/proof.js';
 import { openCheckpoint } from '../audit/checkpoint.js';
 import { openNote, parseSignerKey, parseVerifierKey } from '../audit/note.js';
@@ -197,9 +200,74 @@ export function matchesFilter(
   return true;
 }
 
+/** What the read-only commands need from a store: a local folder or, with `--pg`, a PostgreSQL store. */
+interface LogSource {
+  snapshot(): Promise<{
+    readonly tree: MerkleTree;
+    readonly size: number;
+    readonly latestCheckpoint: Uint8Array | undefined;
+    read(index: number): Promise<Uint8Array>;
+  }>;
+  /** Visits every entry in order; `more` then visits only the ones appended since. */
+  scan(visit: RecordVisitor): Promise<void>;
+  more(visit: RecordVisitor): Promise<void>;
+  close(): Promise<void>;
+}
+
+async function openSource(values: {
+  dir?: string | undefined;
+  pg?: string | undefined;
+  schema?: string | undefined;
+  table?: string | undefined;
+}): Promise<LogSource> {
+  if (values.pg === undefined) {
+    const dir = resolve(values.dir ?? DEMO_AUDIT_DIR);
+    let pos: FollowPosition = { offset: 0, index: 0 };
+    return {
+      snapshot: () => LogSnapshot.open(dir),
+      async scan(visit) {
+        const r = await scanEntries(dir, visit);
+        pos = { offset: r.goodEnd, index: r.count };
+      },
+      async more(visit) {
+        const got = await readEntriesFrom(dir, pos);
+        for (const rec of got.records)
+          visit(rec.index, Buffer.from(rec.payload), Buffer.from(rec.leafHash), 0, rec.redacted === true);
+        pos = got.next;
+      },
+      close: () => Promise.resolve(),
+    };
+  }
+  const client = new pg.Client({ connectionString: values.pg });
+  client.on('error', () => undefined);
+  await client.connect();
+  const tables = {
+    ...(values.schema !== undefined ? { schema: values.schema } : {}),
+    ...(values.table !== undefined ? { table: values.table } : {}),
+  };
+  let next = 0;
+  return {
+    snapshot: () => PgLogSnapshot.open(client, tables),
+    async scan(visit) {
+      next = await scanPgEntries(client, tables, visit);
+    },
+    async more(visit) {
+      next = await scanPgEntries(client, tables, visit, next);
+    },
+    close: () => client.end(),
+  };
+}
+
 export function makeAuditCommands(io: CliIo): Record<string, AuditCommand> {
   const dirOpt = { dir: { type: 'string' } } as const;
-  const trustOpts = { ...dirOpt, origin: { type: 'string' }, key: { type: 'string' } } as const;
+  /** The read-only commands also read a PostgreSQL store: --pg URL [--schema S] [--table T]. */
+  const srcOpt = {
+    ...dirOpt,
+    pg: { type: 'string' },
+    schema: { type: 'string' },
+    table: { type: 'string' },
+  } as const;
+  const trustOpts = { ...srcOpt, origin: { type: 'string' }, key: { type: 'string' } } as const;
 
   const verify: AuditCommand = {
     about:
@@ -214,9 +282,6 @@ export function makeAuditCommands(io: CliIo): Record<string, AuditCommand> {
           'witness-key': { type: 'string', multiple: true },
           witnesses: { type: 'string' },
           cosigned: { type: 'string' },
-          pg: { type: 'string' },
-          schema: { type: 'string' },
-          table: { type: 'string' },
         },
       });
       const dir = resolve(values.dir ?? DEMO_AUDIT_DIR);
@@ -349,37 +414,44 @@ export function makeAuditCommands(io: CliIo): Record<string, AuditCommand> {
       });
       const index = intArg(values.index, 'index');
       if (index === undefined) throw new UsageError('--index is required');
+      if (values.pg !== undefined && values.key === undefined)
+        throw new UsageError('--pg needs --key (the published verifier key)');
       const dir = resolve(values.dir ?? DEMO_AUDIT_DIR);
       const trust = await loadTrust(dir, values.key, values.origin);
-      const snap = await LogSnapshot.open(dir);
-      const note = snap.latestCheckpoint;
-      if (index >= snap.size)
-        throw new UsageError(`the log has ${snap.size} entries; there is no entry ${index}`);
-      const cp = note === undefined ? undefined : openCheckpoint(note, trust).checkpoint;
-      if (cp === undefined || cp.size <= index) {
-        io.err(
-          `no signed checkpoint covers entry ${index} yet (the latest covers ${cp?.size ?? 0}); try again after the next checkpoint\n`,
-        );
-        return 1;
+      const source = await openSource(values);
+      try {
+        const snap = await source.snapshot();
+        const note = snap.latestCheckpoint;
+        if (index >= snap.size)
+          throw new UsageError(`the log has ${snap.size} entries; there is no entry ${index}`);
+        const cp = note === undefined ? undefined : openCheckpoint(note, trust).checkpoint;
+        if (cp === undefined || cp.size <= index) {
+          io.err(
+            `no signed checkpoint covers entry ${index} yet (the latest covers ${cp?.size ?? 0}); try again after the next checkpoint\n`,
+          );
+          return 1;
+        }
+        // INVARIANT: never hand out a proof against a checkpoint the local entries do not match.
+        if (!Buffer.from(snap.tree.root(cp.size)).equals(cp.root)) {
+          io.err(
+            `the entries do not match the signed checkpoint of size ${cp.size}: run warden audit verify\n`,
+          );
+          return 1;
+        }
+        const text = formatTlogProof({
+          index,
+          proof: snap.tree.inclusionProof(index, cp.size),
+          checkpoint: note!,
+        });
+        const entry = await snap.read(index);
+        verifyTlogProof(parseTlogProof(text), entry, trust);
+        if (values['entry-out'] !== undefined) await writeFile(values['entry-out'], entry);
+        if (values.out !== undefined) await writeFile(values.out, text);
+        else io.out(Buffer.from(text).toString('utf8'));
+        return 0;
+      } finally {
+        await source.close();
       }
-      // INVARIANT: never hand out a proof against a checkpoint the local entries do not match.
-      if (!Buffer.from(snap.tree.root(cp.size)).equals(cp.root)) {
-        io.err(
-          `the entries do not match the signed checkpoint of size ${cp.size}: run warden audit verify\n`,
-        );
-        return 1;
-      }
-      const text = formatTlogProof({
-        index,
-        proof: snap.tree.inclusionProof(index, cp.size),
-        checkpoint: note!,
-      });
-      const entry = await snap.read(index);
-      verifyTlogProof(parseTlogProof(text), entry, trust);
-      if (values['entry-out'] !== undefined) await writeFile(values['entry-out'], entry);
-      if (values.out !== undefined) await writeFile(values.out, text);
-      else io.out(Buffer.from(text).toString('utf8'));
-      return 0;
     },
   };
 
@@ -415,11 +487,12 @@ export function makeAuditCommands(io: CliIo): Record<string, AuditCommand> {
     async run(argv) {
       const { values } = parseArgs({
         args: argv,
-        options: { ...dirOpt, from: { type: 'string' }, to: { type: 'string' } },
+        options: { ...srcOpt, from: { type: 'string' }, to: { type: 'string' } },
       });
       const from = intArg(values.from, 'from');
       if (from === undefined) throw new UsageError('--from is required');
-      const snap = await LogSnapshot.open(resolve(values.dir ?? DEMO_AUDIT_DIR));
+      const source = await openSource(values);
+      const snap = await source.snapshot().finally(() => source.close());
       const latest =
         snap.latestCheckpoint === undefined ? undefined : checkpointSizeOf(snap.latestCheckpoint);
       const to = intArg(values.to, 'to') ?? latest ?? snap.size;
@@ -442,34 +515,36 @@ export function makeAuditCommands(io: CliIo): Record<string, AuditCommand> {
     async run(argv) {
       const { values } = parseArgs({
         args: argv,
-        options: { ...dirOpt, n: { type: 'string', short: 'n' }, follow: { type: 'boolean', short: 'f' } },
+        options: { ...srcOpt, n: { type: 'string', short: 'n' }, follow: { type: 'boolean', short: 'f' } },
       });
       const n = intArg(values.n, 'n') ?? 10;
-      const dir = resolve(values.dir ?? DEMO_AUDIT_DIR);
-      const ring: string[] = [];
-      const scan = await scanEntries(dir, (index, payload, leaf, _o, redacted) => {
-        if (n === 0) return;
-        ring.push(entryLine(index, payload, leaf, redacted));
-        if (ring.length > n) ring.shift();
-      });
-      for (const l of ring) io.out(`${l}\n`);
-      if (values.follow !== true) return 0;
-      let pos: FollowPosition = { offset: scan.goodEnd, index: scan.count };
-      const every = io.followIntervalMs ?? 500;
-      while (io.signal?.aborted !== true) {
-        await new Promise<void>((r) => {
-          const t = setTimeout(r, every);
-          io.signal?.addEventListener('abort', () => {
-            clearTimeout(t);
-            r();
-          });
+      const source = await openSource(values);
+      try {
+        const ring: string[] = [];
+        await source.scan((index, payload, leaf, _o, redacted) => {
+          if (n === 0) return;
+          ring.push(entryLine(index, payload, leaf, redacted));
+          if (ring.length > n) ring.shift();
         });
-        const got = await readEntriesFrom(dir, pos);
-        for (const rec of got.records)
-          io.out(`${entryLine(rec.index, rec.payload, rec.leafHash, rec.redacted === true)}\n`);
-        pos = got.next;
+        for (const l of ring) io.out(`${l}\n`);
+        if (values.follow !== true) return 0;
+        const every = io.followIntervalMs ?? 500;
+        while (io.signal?.aborted !== true) {
+          await new Promise<void>((r) => {
+            const t = setTimeout(r, every);
+            io.signal?.addEventListener('abort', () => {
+              clearTimeout(t);
+              r();
+            });
+          });
+          await source.more((index, payload, leaf, _o, redacted) =>
+            io.out(`${entryLine(index, payload, leaf, redacted)}\n`),
+          );
+        }
+        return 0;
+      } finally {
+        await source.close();
       }
-      return 0;
     },
   };
 
@@ -480,7 +555,7 @@ export function makeAuditCommands(io: CliIo): Record<string, AuditCommand> {
       const { values } = parseArgs({
         args: argv,
         options: {
-          ...dirOpt,
+          ...srcOpt,
           user: { type: 'string' },
           target: { type: 'string' },
           table: { type: 'string' },
@@ -502,17 +577,23 @@ export function makeAuditCommands(io: CliIo): Record<string, AuditCommand> {
       };
       const tableMatch = filter.table !== undefined ? await sqlTableMatcher() : textTableMatch;
       let count = 0;
-      await scanEntries(resolve(values.dir ?? DEMO_AUDIT_DIR), (index, payload, leaf) => {
-        let e: AuditEntry;
-        try {
-          e = decodeEntry(payload);
-        } catch {
-          return;
-        }
-        if (!matchesFilter(e, filter, tableMatch)) return;
-        count++;
-        io.out(`${entryLine(index, payload, leaf)}\n`);
-      });
+      const source = await openSource(values);
+      try {
+        await source.scan((index, payload, leaf, _o, redacted) => {
+          if (redacted) return;
+          let e: AuditEntry;
+          try {
+            e = decodeEntry(payload);
+          } catch {
+            return;
+          }
+          if (!matchesFilter(e, filter, tableMatch)) return;
+          count++;
+          io.out(`${entryLine(index, payload, leaf)}\n`);
+        });
+      } finally {
+        await source.close();
+      }
       io.err(`${count} matching entr${count === 1 ? 'y' : 'ies'}\n`);
       return 0;
     },
@@ -521,14 +602,19 @@ export function makeAuditCommands(io: CliIo): Record<string, AuditCommand> {
   const exportCmd: AuditCommand = {
     about: 'export every entry as JSON lines (index, leaf hash, entry), then the latest checkpoint',
     async run(argv) {
-      const { values } = parseArgs({ args: argv, options: { ...dirOpt } });
-      const dir = resolve(values.dir ?? DEMO_AUDIT_DIR);
-      const snap = await LogSnapshot.open(dir);
-      const note = snap.latestCheckpoint;
-      // Entries beyond the snapshot (appended meanwhile) are left out, so the export is one consistent prefix.
-      await scanEntries(dir, (index, payload, leaf, _o, redacted) => {
-        if (index < snap.size) io.out(`${entryLine(index, payload, leaf, redacted)}\n`);
-      });
+      const { values } = parseArgs({ args: argv, options: { ...srcOpt } });
+      const source = await openSource(values);
+      let note: Uint8Array | undefined;
+      try {
+        const snap = await source.snapshot();
+        note = snap.latestCheckpoint;
+        // Entries beyond the snapshot (appended meanwhile) are left out, so the export is one consistent prefix.
+        await source.scan((index, payload, leaf, _o, redacted) => {
+          if (index < snap.size) io.out(`${entryLine(index, payload, leaf, redacted)}\n`);
+        });
+      } finally {
+        await source.close();
+      }
       if (note !== undefined) {
         io.out(
           `${JSON.stringify({ checkpoint: Buffer.from(note).toString('utf8'), size: checkpointSizeOf(note) ?? null })}\n`,
