@@ -1,4 +1,4 @@
-// Benchmark entry (`npm run bench [-- pgbench|analysis|audit ...] [--quick]`): runs the suites, prints tables, writes bench/results/latest.json.
+// Benchmark entry (`npm run bench [-- pgbench|analysis|hook|audit|soak ...] [--quick]`): runs the suites, prints tables, writes bench/results/latest.json.
 import { cpus, loadavg, totalmem } from 'node:os';
 import { printAnalysis, runAnalysisBench } from './analysis.js';
 import type { AnalysisResults } from './analysis.js';
@@ -7,6 +7,8 @@ import type { AuditResults } from './audit.js';
 import { printHook, runHookBench } from './hook.js';
 import type { HookResults } from './hook.js';
 import { pgbenchTable, runPgbenchBench } from './pgbench.js';
+import { printSoak, runSoak } from './soak.js';
+import type { SoakResults } from './soak.js';
 import type { PgbenchResults } from './pgbench.js';
 import { printTable, writeResults } from './lib.js';
 import type { BenchOptions } from './lib.js';
@@ -24,6 +26,7 @@ interface Results {
   analysis?: AnalysisResults;
   hook?: HookResults;
   audit?: AuditResults;
+  soak?: SoakResults;
   errors: { suite: Suite; message: string }[];
 }
 
@@ -89,6 +92,25 @@ async function main(): Promise<number> {
           const r = await runAuditBench(opts);
           results.audit = r;
           printAudit(r);
+          break;
+        }
+        case 'soak': {
+          const env = process.env;
+          const r = await runSoak({
+            ...opts,
+            ...(env['SOAK_SESSIONS'] !== undefined ? { sessions: Number(env['SOAK_SESSIONS']) } : {}),
+            ...(env['SOAK_SECONDS'] !== undefined ? { durationSec: Number(env['SOAK_SECONDS']) } : {}),
+          });
+          results.soak = r;
+          printSoak(r);
+          const bad = [
+            r.unexpectedErrors > 0 ? `${r.unexpectedErrors} unexpected error(s)` : '',
+            r.policyViolations > 0 ? `${r.policyViolations} policy violation(s)` : '',
+            r.audit.missing > 0 ? `${r.audit.missing} acknowledged statement(s) without an audit entry` : '',
+            r.audit.verifyOk ? '' : 'audit verify failed',
+            r.cleanExit ? '' : 'no clean exit on SIGTERM',
+          ].filter((x) => x !== '');
+          if (bad.length > 0) results.errors.push({ suite, message: bad.join('; ') });
           break;
         }
       }

@@ -68,7 +68,12 @@ export interface ServeConfigOptions {
   readonly database: string;
   readonly upstreamUser: string;
   readonly upstreamPassword: string;
-  readonly users: readonly { name: string; password: string }[];
+  readonly users: readonly {
+    name: string;
+    password: string;
+    kind?: 'human' | 'service';
+    attributes?: Record<string, string>;
+  }[];
   readonly limits?: Record<string, number>;
   readonly audit?: { dir: string; origin: string; checkpoint_interval_ms?: number };
   /** A policy folder; default allow_all. */
@@ -88,7 +93,8 @@ export function writeServeConfig(o: ServeConfigOptions): string {
       ...(o.audit !== undefined ? { audit: o.audit } : {}),
       users: o.users.map((u) => ({
         name: u.name,
-        kind: 'human',
+        kind: u.kind ?? 'human',
+        ...(u.attributes !== undefined ? { attributes: u.attributes } : {}),
         scram_verifier: createVerifier(u.password),
         logins: { main: 'app' },
       })),
