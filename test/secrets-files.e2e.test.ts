@@ -25,6 +25,7 @@ import { addTokenToFile } from '../src/admin-api/token-file.js';
 import { runWitness } from '../src/cli/witness.js';
 import { makeAuditCommands, type CliIo } from '../src/cli/audit.js';
 import { bundleCommands } from '../src/cli/bundle.js';
+import { loadOrCreateRsaKeys } from '../src/identity/mysql-auth.js';
 
 const REPO = process.cwd();
 const SHARED_PG = { port: 5432, database: 'postgres', user: 'postgres' };
@@ -176,6 +177,15 @@ describe('secret files with loose permissions are refused', () => {
       salt,
       'ab'.repeat(32),
     );
+  });
+
+  it("the MySQL front end's RSA key in the state folder", async () => {
+    const state = join(dir, 'mystate');
+    mkdirSync(state, { mode: 0o700 });
+    loadOrCreateRsaKeys(state); // created 0600: accepted
+    const key = join(state, 'mysql-rsa.key');
+    chmodSync(key, 0o640);
+    await refused(() => loadOrCreateRsaKeys(state), key, readFileSync(key, 'utf8').split('\n')[1] ?? '');
   });
 
   it('`warden bundle sign --key` refuses a loose signing key', async () => {

@@ -14,9 +14,10 @@ import {
   timingSafeEqual,
   type KeyObject,
 } from 'node:crypto';
-import { existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { WardenError } from '../core/errors.js';
+import { readSecret } from '../core/secrets.js';
 import { deriveScramKeys, type ParsedVerifier } from './scram.js';
 
 export const NATIVE_PLUGIN = 'mysql_native_password';
@@ -177,10 +178,8 @@ export function loadOrCreateRsaKeys(stateDir: string): MysqlRsaKeys {
       if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
     }
   }
-  if ((statSync(file).mode & 0o077) !== 0) {
-    throw new WardenError('CONFIG_INVALID', `${file} is accessible by group or others; chmod 600 it`);
-  }
-  const privateKey = createPrivateKey(readFileSync(file));
+  // readSecret checks the mode on the opened file (no swap between check and read): group/others refused.
+  const privateKey = createPrivateKey(readSecret({ file }, 'MySQL RSA key'));
   const publicPem = Buffer.from(
     createPublicKey(privateKey).export({ type: 'spki', format: 'pem' }) as string,
   );
