@@ -8,11 +8,11 @@
 
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import type pg from 'pg';
+import pg from 'pg';
 import { startPostgres, type PgInstance } from './harness/pg.js';
 import { runPsql, type CommandResult } from './harness/clients.js';
 import { startTestGateway, type TestGateway } from './helpers/warden.js';
@@ -20,6 +20,10 @@ import { addTokenToFile } from '../src/admin-api/token-file.js';
 import { call } from '../src/admin-api/test-support.js';
 import { approvalsCommands, type ApprovalsIo } from '../src/cli/approvals.js';
 import { decodeEntry, type AuditEntry } from '../src/audit/entry.js';
+import { installPgApprovalSchema } from '../src/approvals/store-pg.js';
+import { buildGatewayConfig } from '../src/config/gateway-config.js';
+import { createVerifier } from '../src/identity/scram.js';
+import { startGateway, type Gateway } from '../src/main.js';
 
 const POLICY_DIR = fileURLToPath(new URL('./fixtures/approvals-psql/policy', import.meta.url));
 const UP_PASSWORD = 'up-secret-P6';
@@ -514,5 +518,144 @@ describe('approvals with psql, three people, the admin API and the audit log', (
     assert.equal(trail[0]?.data['breakGlass'], true);
     assert.equal(trail[0]?.data['reason'], 'payments stuck, fixing ledger row 2');
     assert.equal(trail[0]?.data['status'], 'active');
+  });
+});
+
+describe('two gateway replicas sharing approvals in PostgreSQL (approvals.postgres)', () => {
+  let upstream: PgInstance;
+  let dir: string;
+  const replicas: { a?: Gateway; b?: Gateway } = {};
+  const tokens: Record<Who, string> = { bob: '', carol: '', dave: '' };
+  const ENV = 'WARDEN_E2E_APPROVALS_PG_PW';
+  const GW_PW = 'gw-approvals-pw-r2';
+
+  /** The configuration of replica `name`: its own state folder and API, the shared approvals table. */
+  const configFor = (name: string) => {
+    const state = join(dir, name);
+    const pw = join(dir, 'app.pw');
+    return buildGatewayConfig(
+      {
+        listen: { host: '127.0.0.1', port: 0 },
+        state_dir: state,
+        approvals: {
+          postgres: {
+            host: '127.0.0.1',
+            port: upstream.port,
+            database: 'wardendb',
+            user: 'warden_gw',
+            password_env: ENV,
+          },
+        },
+        admin_api: { listen: { host: '127.0.0.1', port: 0 }, tokens_file: join(dir, 'api-tokens.yaml') },
+        users: (Object.keys(PW) as Who[]).map((n) => ({
+          name: n,
+          kind: 'human',
+          scram_verifier: createVerifier(PW[n]),
+          logins: { main: 'app' },
+        })),
+        targets: [
+          {
+            name: 'main',
+            host: '127.0.0.1',
+            port: upstream.port,
+            database: 'appdb',
+            environment: 'test',
+            logins: { app: { user: 'app', password_file: pw } },
+            policy: { folder: POLICY_DIR },
+          },
+        ],
+      },
+      state,
+    );
+  };
+  const psqlOn = (g: Gateway, who: Who, sql: string): Promise<CommandResult> =>
+    runPsql({
+      host: '127.0.0.1',
+      port: g.pg.port,
+      user: who,
+      password: PW[who],
+      database: 'main',
+      args: ['-v', 'VERBOSITY=verbose', '-At', '-c', sql],
+    });
+  const apiOf = (g: Gateway | undefined): number => {
+    assert.ok(g?.adminApi);
+    return g.adminApi.port;
+  };
+  const countOrders = async (): Promise<number> =>
+    Number((await upstream.query('SELECT count(*) AS n FROM public.orders', 'appdb'))[0]?.['n']);
+
+  before(async () => {
+    dir = mkdtempSync(join(tmpdir(), 'warden-approvals-replicas-'));
+    for (const who of Object.keys(PW) as Who[])
+      tokens[who] = addTokenToFile(join(dir, 'api-tokens.yaml'), { user: who, roles: ['approver'] }).token;
+    writeFileSync(join(dir, 'app.pw'), `${UP_PASSWORD}\n`, { mode: 0o600 });
+    process.env[ENV] = GW_PW;
+    upstream = await startPostgres({
+      auth: 'scram',
+      users: [
+        { name: 'app', password: UP_PASSWORD },
+        { name: 'warden_gw', password: GW_PW },
+      ],
+      databases: [{ name: 'appdb', owner: 'app' }, 'wardendb'],
+    });
+    await upstream.query(
+      `SET ROLE app; CREATE TABLE public.orders (id int, amount int);
+       INSERT INTO public.orders SELECT g, g FROM generate_series(1, 5) g;`,
+      'appdb',
+    );
+    const admin = new pg.Client(upstream.superuserConfig('wardendb'));
+    await admin.connect();
+    try {
+      await installPgApprovalSchema(admin, { gatewayRole: 'warden_gw' });
+    } finally {
+      await admin.end();
+    }
+    replicas.a = await startGateway(configFor('a'), { log: () => undefined });
+    replicas.b = await startGateway(configFor('b'), { log: () => undefined });
+  });
+
+  after(async () => {
+    await replicas.a?.close(500);
+    await replicas.b?.close(500);
+    await upstream?.stop();
+    delete process.env[ENV];
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('a request made on one replica is approved on the other, runs once across both, and survives a restart', async () => {
+    const a = replicas.a as Gateway;
+    const b = replicas.b as Gateway;
+    const blocked = await psqlOn(a, 'bob', 'DELETE FROM orders');
+    assert.equal(blocked.code, 1, blocked.stderr);
+    const id = requestIdOf(blocked.stderr);
+    // carol approves through replica B's API: B reads the shared table first.
+    const ok = await call(apiOf(b), 'POST', `/api/approvals/${id}/approve`, {
+      token: tokens.carol,
+      body: { reason: 'approved on the other replica' },
+    });
+    assert.equal(ok.status, 200, ok.text);
+    assert.equal(ok.json.state, 'approved');
+    // bob runs it on replica B, then tries again on A: used already, a new request.
+    await sleep(SYNC_MS);
+    const ran = await psqlOn(b, 'bob', 'DELETE FROM orders');
+    assert.equal(ran.code, 0, ran.stderr);
+    assert.equal(await countOrders(), 0);
+    await upstream.query('INSERT INTO public.orders SELECT g, g FROM generate_series(1, 5) g', 'appdb');
+    await sleep(SYNC_MS);
+    const again = await psqlOn(a, 'bob', 'DELETE FROM orders');
+    assert.equal(again.code, 1);
+    assert.notEqual(requestIdOf(again.stderr), id);
+    assert.equal(await countOrders(), 5);
+
+    // Replica A restarts: the requests are still there, in their final state.
+    await a.close(500);
+    replicas.a = await startGateway(configFor('a'), { log: () => undefined });
+    const shown = await call(apiOf(replicas.a), 'GET', `/api/approvals/${id}`, { token: tokens.carol });
+    assert.equal(shown.status, 200, shown.text);
+    assert.equal(shown.json.state, 'used');
+    const pending = await call(apiOf(replicas.a), 'GET', '/api/approvals?state=pending', {
+      token: tokens.dave,
+    });
+    assert.ok((pending.json.approvals as { id: string }[]).some((x) => x.id === requestIdOf(again.stderr)));
   });
 });
