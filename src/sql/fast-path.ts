@@ -20,6 +20,8 @@
 //     future analyser reads literals without constString;
 //   - has a statement text that the same rule as the parser's (trimmed, up to the final `;`) reproduces.
 // Anything else is analysed by text as before. A shared analysis carries the new statement's own text.
+// PostgreSQL only: the lexer follows PostgreSQL's rules (standard strings, "..." identifiers). Never use it for
+// another dialect: in MySQL `#` starts a comment and "..." is a string, so one shape could hide different statements.
 
 import type { StatementSummary } from '../core/access.js';
 import { analyze, analyzeCached, readsLiteralValues } from './analyze.js';
@@ -322,8 +324,12 @@ function sample(span: LiteralSpan, index: number, same: boolean): string {
   }
 }
 
-/** The template of a shape: its summary (shared), or false when the shape takes the ordinary path. */
-type Template = StatementSummary | false;
+/**
+ * What is known of a shape: its template summary (shared), false when the shape takes the ordinary path, or 'seen'
+ * after its first text. A template is built (two extra cold analyses) only when a shape comes back, so a stream
+ * of one-off shapes costs no more than before.
+ */
+type Template = StatementSummary | false | 'seen';
 
 const TEMPLATE_CACHE_MAX = 2000;
 const templates = new Map<string, Template>();
@@ -369,7 +375,11 @@ export function analyzeShaped(sql: string, opts: AnalyzeOptions): ShapedAnalysis
   const tkey = `${opts.searchPath.join('\u0000')}\u0002${shape.key}`;
   const hit = templates.get(tkey);
   if (hit === false) return { analysis: analyzeCached(sql, opts), key: `t${sql}`, shared: false };
-  if (hit !== undefined) {
+  if (hit === undefined) {
+    remember(tkey, 'seen');
+    return { analysis: analyzeCached(sql, opts), key: `t${sql}`, shared: false };
+  }
+  if (hit !== 'seen') {
     templates.delete(tkey);
     templates.set(tkey, hit);
     const summary: StatementSummary = Object.freeze({ ...hit, text: shape.statementText });
@@ -381,14 +391,19 @@ export function analyzeShaped(sql: string, opts: AnalyzeOptions): ShapedAnalysis
   }
   const analysis = analyzeCached(sql, opts);
   const template = buildTemplate(sql, shape, analysis, opts);
-  templates.set(tkey, template);
+  remember(tkey, template);
+  return template === false
+    ? { analysis, key: `t${sql}`, shared: false }
+    : { analysis, key: `s${shape.key}`, shared: false };
+}
+
+function remember(tkey: string, t: Template): void {
+  templates.delete(tkey);
+  templates.set(tkey, t);
   if (templates.size > TEMPLATE_CACHE_MAX) {
     const oldest = templates.keys().next();
     if (oldest.done !== true) templates.delete(oldest.value);
   }
-  return template === false
-    ? { analysis, key: `t${sql}`, shared: false }
-    : { analysis, key: `s${shape.key}`, shared: false };
 }
 
 /** Empties the template cache (tests; with clearAnalysisCache after a catalog change). */
