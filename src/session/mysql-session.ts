@@ -12,6 +12,7 @@
 
 import net from 'node:net';
 import tls from 'node:tls';
+import { Duplex } from 'node:stream';
 import { createHash, randomBytes, randomInt, randomUUID } from 'node:crypto';
 import { isWardenError } from '../core/errors.js';
 import type {
@@ -314,17 +315,9 @@ export class MysqlSession {
         this.fatal(ER.HANDSHAKE, '08S01', 'Bad handshake: TLS is not available', 'unexpected SSL request');
         return;
       }
-      // INVARIANT: no plaintext may follow the SSL request before the TLS handshake.
-      if (this.framer.pending > 0) {
-        this.fatal(
-          ER.HANDSHAKE,
-          '08S01',
-          'Bad handshake: data after the SSL request',
-          'plaintext after SSL request',
-        );
-        return;
-      }
-      this.upgradeTls(ctx);
+      // Clients start TLS right after the SSL request (no answer comes first): bytes already read are the start
+      // of the TLS handshake and go to the TLS layer, never to the framer.
+      this.upgradeTls(ctx, this.framer.drain());
       return;
     }
     const cfg = this.deps.config;
@@ -384,13 +377,40 @@ export class MysqlSession {
       : unknownUsersUseNative(this.deps.config);
   }
 
-  private upgradeTls(ctx: tls.SecureContext): void {
+  private upgradeTls(ctx: tls.SecureContext, early: Buffer): void {
     const raw = this.client;
     raw.removeAllListeners('data');
     raw.removeAllListeners('close');
     raw.removeAllListeners('error');
     raw.on('error', () => this.close('client connection error'));
-    const t = new tls.TLSSocket(raw, { isServer: true, secureContext: ctx });
+    let carrier: Duplex = raw;
+    if (early.length > 0) {
+      // The TLS layer must see the bytes already read first: a stream that replays them, then the socket.
+      const d = new Duplex({
+        read: () => {
+          raw.resume();
+        },
+        write: (chunk: Buffer, _enc, cb) => {
+          raw.write(chunk, cb);
+        },
+        final: (cb) => {
+          raw.end();
+          cb();
+        },
+        destroy: (err, cb) => {
+          raw.destroy();
+          cb(err);
+        },
+      });
+      d.push(early);
+      raw.on('data', (b: Buffer) => {
+        if (!d.push(b)) raw.pause();
+      });
+      raw.on('end', () => d.push(null));
+      raw.on('close', () => d.destroy());
+      carrier = d;
+    }
+    const t = new tls.TLSSocket(carrier, { isServer: true, secureContext: ctx });
     this.client = t;
     this.tls = true;
     t.on('secure', () => t.setNoDelay(true));

@@ -52,6 +52,13 @@ export class PacketFramer {
     return this.buf.length;
   }
 
+  /** Takes the bytes received and not yet returned out of the framer (e.g. the first TLS bytes). */
+  drain(): Buffer {
+    const b = this.buf;
+    this.buf = Buffer.alloc(0);
+    return b;
+  }
+
   /** The next whole message, or null if more bytes are needed. */
   next(): Packet | null {
     const b = this.buf;
