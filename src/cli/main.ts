@@ -61,12 +61,20 @@ const commands: Record<string, { about: string; run: Command }> = {
   },
   passwd: {
     about:
-      'print a SCRAM-SHA-256 verifier for a password read from standard input (never echoed, never stored)',
-    run: async () => {
+      'print a SCRAM-SHA-256 verifier for a password read from standard input (never echoed, never stored); --mysql-native also prints the mysql_native_hash line',
+    run: async (argv) => {
+      const native = argv.includes('--mysql-native');
+      const unknown = argv.filter((a) => a !== '--mysql-native');
+      if (unknown.length > 0) throw new Error(`unknown argument "${unknown[0] ?? ''}" (only --mysql-native)`);
       const { createVerifier } = await import('../identity/scram.js');
       const password = readFileSync(0, 'utf8').replace(/\r?\n$/, '');
       if (password === '') throw new Error('empty password on standard input');
       console.log(createVerifier(password));
+      if (native) {
+        // SHA1(SHA1(password)), for users who must log in with mysql_native_password (weaker than the verifier).
+        const { formatNativeHash } = await import('../identity/mysql-auth.js');
+        console.log(`mysql_native_hash: '${formatNativeHash(password)}'`);
+      }
       return 0;
     },
   },
