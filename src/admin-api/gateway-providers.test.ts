@@ -129,6 +129,7 @@ function fakeService(requests: Partial<ApprovalRequest>[], decided: string[]): A
   return {
     get: (id: string) => full.find((r) => r.id === id),
     list: () => full,
+    sync: () => Promise.resolve(),
     approve: (id: string, by: string) => {
       decided.push(`${id}:${by}`);
       const r = full.find((x) => x.id === id) as ApprovalRequest;
