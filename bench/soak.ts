@@ -421,7 +421,7 @@ export function printSoak(r: SoakResults): void {
     columns: ['measure', 'value'],
     rows: [
       [
-        'node-postgres statements ok (simple / extended)',
+        'node-postgres operations ok (statements: simple / extended)',
         `${r.node.ok} (${r.node.simpleOk} / ${r.node.extendedOk})`,
       ],
       ['expected denials (42501)', fmt(r.node.expectedDenials)],

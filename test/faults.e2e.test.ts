@@ -298,4 +298,39 @@ describe('faults around a real warden serve process', () => {
       await serve.exited;
     }
   });
+  it('upstream crashes (SIGKILL) inside a transaction: the client gets 08006, the transaction is gone, sessions work after crash recovery', async () => {
+    const serve = await startServe(configFile);
+    try {
+      const c = client(serve.port);
+      await c.connect();
+      await c.query('BEGIN');
+      await c.query('INSERT INTO drain_t VALUES (100)');
+      const ended = new Promise<Error & { code?: string }>((r) => c.once('error', r));
+      await upstream.kill();
+      const err = await Promise.race([
+        ended,
+        c.query('SELECT 1').then(
+          () => ({ code: 'none', message: 'answered' }) as Error & { code?: string },
+          (e: Error & { code?: string }) => e,
+        ),
+      ]);
+      assert.equal(err.code, '08006', `${err.code}: ${err.message}`);
+      assert.match(err.message, /upstream database was lost/);
+      await upstream.startServer();
+      const again = client(serve.port);
+      await again.connect();
+      const rows = await again.query('SELECT count(*)::int AS n FROM drain_t WHERE id = 100');
+      assert.equal(rows.rows[0]?.n, 0, 'the uncommitted insert did not survive the crash');
+      await again.end();
+      await c.end().catch(() => undefined);
+      serve.child.kill('SIGTERM');
+      assert.equal((await serve.exited).code, 0, serve.output());
+      const v = auditVerify(auditDir());
+      assert.equal(v.status, 0, v.out);
+    } finally {
+      if (!upstream.running) await upstream.startServer();
+      if (serve.child.exitCode === null && serve.child.signalCode === null) serve.child.kill('SIGKILL');
+      await serve.exited;
+    }
+  });
 });

@@ -191,7 +191,7 @@ describe('hostile clients against a real warden serve process', () => {
       assert.ok(grew < 150 * 1024 * 1024, `gateway RSS grew by ${(grew / 1048576).toFixed(1)} MiB`);
       // While the slots are full, a new session is refused (not queued, not hung).
       const full = await attempt(gw.port, 'bob', pw('bob'));
-      assert.notEqual(full.code, '');
+      assert.equal(full.code, '53300', 'refused as PostgreSQL does: sorry, too many clients already');
       assert.ok(full.ms < 5000);
       for (const s of held) s.destroy();
       const stats = await Promise.all(busy.map((b) => b.stop()));

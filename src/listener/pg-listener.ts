@@ -7,6 +7,14 @@ import { WardenError } from '../core/errors.js';
 import { readSecret } from '../core/secrets.js';
 import type { GatewayConfig } from '../config/gateway-config.js';
 import { PgSession, type SessionDeps } from '../session/pg-session.js';
+import { errorResponse } from '../wire/pg/messages.js';
+
+/** Sent to a connection over `limits.max_connections` (PostgreSQL's own words and SQLSTATE), then closed. */
+const TOO_MANY = errorResponse({
+  severity: 'FATAL',
+  code: '53300',
+  message: 'sorry, too many clients already',
+});
 
 /**
  * TLS 1.2 suites offered to clients: forward secrecy (ECDHE) and AEAD only (no CBC, RSA key exchange, SHA-1 MACs).
@@ -76,8 +84,9 @@ export async function listenPg(
   const server = net.createServer({ noDelay: true }, (socket) => {
     socket.on('error', () => socket.destroy());
     if (sessions.size >= maxConnections) {
-      // Refuse before any protocol exchange; the client sees a closed connection.
-      socket.destroy();
+      // Refused before reading anything: a FATAL 53300 (as PostgreSQL answers), then the connection is closed.
+      socket.end(TOO_MANY);
+      setTimeout(() => socket.destroy(), 1000).unref();
       return;
     }
     try {
