@@ -71,6 +71,8 @@ export interface GatewayOptions {
   readonly log?: (line: GatewayLogLine) => void;
   /** Clock for bundle expiry (tests). */
   readonly now?: () => Date;
+  /** The authentication failure throttle (tests that fail on purpose many times from one address). */
+  readonly authThrottle?: AuthThrottle;
 }
 
 /** What a target runs now, as operators see it (`SHOW warden.policy_version` answers `<label> <hash>`). */
@@ -676,7 +678,7 @@ export async function startGateway(config: GatewayConfig, opts: GatewayOptions =
   };
 
   // One throttle for both front ends: failures over either protocol slow down both.
-  const throttle = new AuthThrottle();
+  const throttle = opts.authThrottle ?? new AuthThrottle();
   const pg = await listenPg(config.listen.host, config.listen.port, config.limits.maxConnections, {
     config,
     throttle,

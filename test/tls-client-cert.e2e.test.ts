@@ -9,15 +9,27 @@ import tls from 'node:tls';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pg from 'pg';
-import { makeClientCert, makeTestPki, type CertPair, type TestPki } from './harness/certs.js';
+import {
+  makeClientCert,
+  makeExpiredClientCert,
+  makeTestPki,
+  type CertPair,
+  type TestPki,
+} from './harness/certs.js';
 import { runPsql, type CommandResult } from './harness/clients.js';
 import { runCommand } from './harness/sys.js';
 import { startTestGateway, type TestGateway } from './helpers/warden.js';
 import { LogSnapshot } from '../src/audit/reader.js';
 import { decodeEntry, type AuditEntry } from '../src/audit/entry.js';
 import { sslRequest } from '../src/wire/pg/messages.js';
+import { AuthThrottle } from '../src/identity/throttle.js';
 
-const PW = { alice: 'alice-cert-pw', bob: 'bob-cert-pw', carol: 'carol-plain-pw' } as const;
+const PW = {
+  alice: 'alice-cert-pw',
+  bob: 'bob-cert-pw',
+  carol: 'carol-plain-pw',
+  dave: 'dave-cert-pw',
+} as const;
 // The shared PostgreSQL (trust) serves as the upstream: this file is about the client side.
 const UPSTREAM = { port: 5432, database: 'postgres', user: 'postgres' };
 
@@ -143,7 +155,10 @@ describe('client certificates as a second factor', () => {
   let other: TestPki;
   let gw: TestGateway;
   let auditDir: string;
-  type Certs = Record<'alice' | 'mallory' | 'bob' | 'bob2' | 'otherAlice', CertPair>;
+  type Certs = Record<
+    'alice' | 'mallory' | 'bob' | 'bob2' | 'otherAlice' | 'expiredAlice' | 'server',
+    CertPair
+  >;
   const certs = {} as Certs;
 
   before(async () => {
@@ -155,6 +170,9 @@ describe('client certificates as a second factor', () => {
     certs.bob = await makeClientCert(pki, 'bob');
     certs.bob2 = await makeClientCert(pki, 'bob', 'client-bob2'); // same CN, another key: another fingerprint
     certs.otherAlice = { cert: other.clientCert, key: other.clientKey };
+    certs.expiredAlice = await makeExpiredClientCert(pki, 'alice');
+    // The server's own certificate (CN localhost, serverAuth only), offered as a client certificate.
+    certs.server = { cert: pki.serverCert, key: pki.serverKey };
     const bobFp = new X509Certificate(readFileSync(certs.bob.cert)).fingerprint256;
     const stateDir = join(dir, 'gw');
     auditDir = join(stateDir, 'audit');
@@ -170,9 +188,12 @@ describe('client certificates as a second factor', () => {
           client_cert: { required: true, fingerprint_sha256: bobFp.replaceAll(':', '').toLowerCase() },
         },
         { name: 'carol', password: PW.carol },
+        { name: 'dave', password: PW.dave, client_cert: { required: true, subject_cn: 'localhost' } },
       ],
       tls: { cert_file: pki.serverCert, key_file: pki.serverKey, client_ca_file: pki.caCert },
       audit: { dir: auditDir, origin: 'clientcert.test/audit', checkpoint_interval_ms: 0 },
+      // Every case fails from 127.0.0.1 on purpose; the default throttle would slow the rest down to its 10 s cap.
+      gatewayOptions: { authThrottle: new AuthThrottle({ freeFailures: 1000 }) },
     });
   });
   after(async () => {
@@ -210,13 +231,17 @@ describe('client certificates as a second factor', () => {
   it('without a certificate, with another CN, or from another CA: the same answer as a wrong password', async () => {
     const wrongPassword = await psql('alice', { password: 'not-it', cert: certs.alice });
     assertLooksLikeBadPassword(wrongPassword, 'alice');
-    for (const cert of [undefined, certs.mallory, certs.otherAlice]) {
+    for (const cert of [undefined, certs.mallory, certs.otherAlice, certs.expiredAlice]) {
       const r = await psql('alice', cert ? { cert } : {});
       assertLooksLikeBadPassword(r, 'alice');
       assert.equal(r.stderr.replace(/\d+/g, 'N'), wrongPassword.stderr.replace(/\d+/g, 'N'));
     }
     const plain = await psql('alice', { sslmode: 'disable' });
     assertLooksLikeBadPassword(plain, 'alice');
+  });
+
+  it('a certificate made for servers (no clientAuth) is not accepted as a client certificate', async () => {
+    assertLooksLikeBadPassword(await psql('dave', { cert: certs.server }), 'dave');
   });
 
   it('a fingerprint pins one certificate: the same CN with another key is refused', async () => {
@@ -276,8 +301,13 @@ describe('client certificates as a second factor', () => {
     assert.ok(has(/^client certificate: subject CN does not match$/), failures.join(' | '));
     assert.ok(has(/^client certificate: not trusted/), failures.join(' | '));
     assert.ok(has(/^client certificate: none presented \(no TLS\)$/), failures.join(' | '));
+    assert.ok(has(/^client certificate: not trusted \(CERT_HAS_EXPIRED\)$/), failures.join(' | '));
     const all = JSON.stringify(await readAudit(auditDir));
     assert.ok(all.includes('fingerprint does not match'));
+    assert.ok(
+      all.includes('not trusted (INVALID_PURPOSE)'),
+      'the server certificate was refused for its purpose',
+    );
     for (const pw of Object.values(PW)) assert.ok(!all.includes(pw), 'no password in the audit log');
   });
 });

@@ -191,3 +191,59 @@ export async function makeClientCert(
   if (!/^[A-Za-z0-9_.-]+$/.test(name)) throw new HarnessError('INVALID_OPTION', `bad file name: ${name}`);
   return issue(pki.dir, name, cn, 'client', { cert: pki.caCert, key: pki.caKey }, days, confPath(pki.dir));
 }
+
+/**
+ * A client certificate from the test CA whose validity lies entirely in the past (2020), written as
+ * `<name>.crt` / `<name>.key`: `openssl x509 -req` cannot back-date, so this goes through `openssl ca`.
+ */
+export async function makeExpiredClientCert(
+  pki: TestPki,
+  cn: string,
+  name = `expired-${cn}`,
+): Promise<CertPair> {
+  if (!/^[A-Za-z0-9_.-]+$/.test(name)) throw new HarnessError('INVALID_OPTION', `bad file name: ${name}`);
+  const work = join(pki.dir, `${name}.ca`);
+  mkdirSync(work, { recursive: true });
+  writeFileSync(join(work, 'index.txt'), '');
+  writeFileSync(join(work, 'index.txt.attr'), 'unique_subject = no\n');
+  writeFileSync(join(work, 'serial'), `${randomBytes(8).toString('hex')}\n`);
+  const conf = join(work, 'ca.cnf');
+  writeFileSync(
+    conf,
+    `${OPENSSL_CONF}[server_names]\nDNS.1 = unused\n[ca_sect]\ndatabase = ${join(work, 'index.txt')}\n` +
+      `new_certs_dir = ${work}\nserial = ${join(work, 'serial')}\ndefault_md = sha256\npolicy = any\n` +
+      `copy_extensions = none\n[any]\ncommonName = supplied\n`,
+  );
+  const key = join(pki.dir, `${name}.key`);
+  const csr = join(work, 'req.csr');
+  const cert = join(pki.dir, `${name}.crt`);
+  await newKey(key);
+  await openssl(['req', '-new', '-config', conf, '-key', key, '-subj', subj(cn), '-out', csr]);
+  await openssl([
+    'ca',
+    '-batch',
+    '-config',
+    conf,
+    '-name',
+    'ca_sect',
+    '-cert',
+    pki.caCert,
+    '-keyfile',
+    pki.caKey,
+    '-in',
+    csr,
+    '-out',
+    cert,
+    '-notext',
+    '-startdate',
+    '20200101000000Z',
+    '-enddate',
+    '20200201000000Z',
+    '-extfile',
+    conf,
+    '-extensions',
+    'client',
+  ]);
+  rmSync(work, { recursive: true, force: true });
+  return { cert, key };
+}
