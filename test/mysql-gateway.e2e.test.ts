@@ -7,6 +7,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import mysql from 'mysql2/promise';
+import pg from 'pg';
 import { buildGatewayConfig } from '../src/config/gateway-config.js';
 import { createVerifier } from '../src/identity/scram.js';
 import { formatNativeHash, nativeScramble } from '../src/identity/mysql-auth.js';
@@ -604,6 +605,18 @@ describe('MySQL front end against MariaDB', async () => {
       connectMysqlUpstream(plain, { user: 'carol', password: 'nope' }, { database: 'shop' }),
       /could not authenticate/,
     );
+  });
+
+  it('the PostgreSQL front end does not serve MySQL targets', async () => {
+    const c = new pg.Client({
+      host: '127.0.0.1',
+      port: gw.pg.port,
+      user: 'alice',
+      password: ALICE,
+      database: 'shop',
+    });
+    c.on('error', () => undefined);
+    await assert.rejects(c.connect(), (e: { code?: string }) => e.code === '3D000');
   });
 
   it('wrong password and unknown user look the same', async () => {

@@ -438,7 +438,9 @@ export class PgSession {
   }
 
   private async connect(user: UserConfig): Promise<void> {
-    const target = this.deps.config.targets.get(this.database);
+    const found = this.deps.config.targets.get(this.database);
+    // A MySQL target is reached through the MySQL front end only.
+    const target = found?.engine === 'mysql' ? undefined : found;
     const loginName = target ? user.logins[target.name] : undefined;
     if (!target || loginName === undefined) {
       this.fatal(
