@@ -2,7 +2,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
-import { EntryError, encodeEntry, encodeEntryReference, encodeFast } from './entry.js';
+import { EntryError, decodeEntry, encodeEntry, encodeEntryReference, encodeFast } from './entry.js';
 import type { AuditEntry } from './entry.js';
 
 /**
@@ -208,4 +208,42 @@ void test('fast path: unusual objects fall back to the general path', () => {
   same({ ...ok, time: '2024-02-30T03:04:05.678Z' });
   same({ ...ok, v: 2 });
   same({ ...ok, kind: 'approval' });
+});
+
+void test('decoding: canonical bytes decode; any other spelling of the same entry is refused', () => {
+  fc.assert(
+    fc.property(entries, (e) => {
+      let bytes: Uint8Array;
+      try {
+        bytes = encodeEntryReference(e as unknown as AuditEntry);
+      } catch {
+        return; // not a valid entry (e.g. a float in data): nothing to decode
+      }
+      assert.deepEqual(decodeEntry(bytes), JSON.parse(Buffer.from(bytes).toString('utf8')));
+      const text = Buffer.from(bytes).toString('utf8');
+      const variants = [
+        `\ufeff${text}`,
+        `${text} `,
+        text.replace('"v":1}', '"v": 1}'),
+        `{ ${text.slice(1)}`,
+        text.replace('"v":1', '"v":1.0'),
+        text.replace('"kind":', '"\\u006bind":'),
+        text.replace(/^\{"([a-z]+)"/, '{"$1" '),
+      ].filter((v) => v !== text);
+      for (const v of variants) {
+        let parsed = true;
+        try {
+          JSON.parse(v);
+        } catch {
+          parsed = false;
+        }
+        assert.throws(
+          () => decodeEntry(Buffer.from(v, 'utf8')),
+          EntryError,
+          `${parsed ? 'valid JSON ' : ''}${v}`,
+        );
+      }
+    }),
+    { numRuns: 500 },
+  );
 });

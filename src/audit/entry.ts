@@ -481,16 +481,27 @@ export function encodeEntryReference(entry: AuditEntry): Uint8Array {
   return canonicalJson(entry);
 }
 
+const UTF8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
+
 /** Decodes entry bytes strictly: valid UTF-8 and JSON, a valid entry, and re-encoding gives the same bytes. */
 export function decodeEntry(bytes: Uint8Array): AuditEntry {
   if (bytes.length > MAX_ENTRY_BYTES) throw new EntryError('entry is too large');
   let value: unknown;
+  let text: string;
   try {
-    value = JSON.parse(new TextDecoder('utf-8', { fatal: true, ignoreBOM: true }).decode(bytes));
+    text = UTF8.decode(bytes);
+    value = JSON.parse(text);
   } catch (e) {
     throw new EntryError(`entry is not UTF-8 JSON: ${(e as Error).message}`);
   }
   validateEntry(value);
+  // `text` is the exact decoding of valid UTF-8 and canonical text is well-formed (lone surrogates are escaped),
+  // so comparing the strings is comparing the bytes.
+  const fast = encodeFast(value);
+  if (fast !== undefined) {
+    if (fast !== text) throw new EntryError('entry bytes are not canonical');
+    return value;
+  }
   const again = canonicalJson(value);
   if (!Buffer.from(again).equals(bytes)) throw new EntryError('entry bytes are not canonical');
   return value;
