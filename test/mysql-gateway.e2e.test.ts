@@ -576,6 +576,28 @@ describe('MySQL front end against MariaDB', async () => {
     }
   });
 
+  it('a client that stops reading pauses the upstream: the gateway does not buffer the result', async () => {
+    const c = await RawClient.open(port);
+    try {
+      const ok = await c.login('nat', NAT, 'shop');
+      assert.equal(ok.payload[0], 0x00);
+      c.socket.pause();
+      const base = process.memoryUsage().rss;
+      c.send(0, Buffer.from(`\x03SELECT seq, REPEAT('y', 1000) FROM seq_1_to_300000`, 'latin1'));
+      let peak = base;
+      for (let i = 0; i < 40; i++) {
+        await new Promise((r) => setTimeout(r, 50));
+        peak = Math.max(peak, process.memoryUsage().rss);
+      }
+      // 300 MB of rows are waiting upstream; only socket buffers' worth may be held.
+      assert.ok(peak - base < 64 * 1024 * 1024, `memory grew by ${Math.round((peak - base) / 1e6)} MB`);
+    } finally {
+      c.close();
+    }
+    const r = await cli('nat', NAT, 'SELECT 1');
+    assert.equal(r.code, 0, r.stderr);
+  });
+
   it('the upstream connector speaks caching_sha2_password (against Warden itself): RSA, TLS, fast, wrong', async () => {
     const plain = { host: '127.0.0.1', port, tls: 'disable' as const };
     const verified = {
