@@ -27,7 +27,7 @@ import {
 
 const { Parser } = nodeSqlParser;
 const parser = new Parser();
-export const PARSER_OPTIONS = { database: 'MariaDB' } as const;
+export const PARSER_OPTIONS = { database: 'MySQL' } as const;
 
 /** A parse-tree node of node-sql-parser (loosely typed by the library). */
 export type AstNode = Record<string, unknown>;
@@ -103,6 +103,7 @@ interface Scope {
 /** Leaf expression node types: literals and placeholders that read nothing. */
 const LEAF_TYPES = new Set([
   'number',
+  'bigint',
   'bool',
   'boolean',
   'null',
@@ -979,11 +980,23 @@ function loadData(s: LexedStatement, database: string): StatementSummary {
   // The parser's table list misses LOAD DATA targets: the target comes from the tree here.
   const ref = wk.resolve(table['db'], table['table']);
   if (ast['set'] !== null && ast['set'] !== undefined) throw new Unsupported('LOAD DATA ... SET');
-  const cols = Array.isArray(ast['column'])
-    ? (ast['column'] as unknown[]).map((c) => nameOf(c) ?? nameOf((c as AstNode)?.['column']) ?? '')
-    : undefined;
-  if (cols !== undefined && cols.some((c) => c === '' || c.startsWith('@')))
-    throw new Unsupported('LOAD DATA column list');
+  // The column list: `(a, b)` arrives as one expression list of column references; anything else (user
+  // variables, expressions) is not understood.
+  let cols: string[] | undefined;
+  if (Array.isArray(ast['column'])) {
+    cols = [];
+    for (const item of ast['column'] as AstNode[]) {
+      const list = (item?.['expr'] as AstNode | undefined)?.['value'];
+      const refs = Array.isArray(list) ? (list as AstNode[]) : [item];
+      for (const r of refs) {
+        if (r?.['type'] !== 'column_ref' || nameOf(r['table']) !== undefined)
+          throw new Unsupported('LOAD DATA column list');
+        const c = nameOf(r['column']);
+        if (c === undefined || c.startsWith('@')) throw new Unsupported('LOAD DATA column list');
+        cols.push(c);
+      }
+    }
+  }
   wk.access(ref, 'copy_from', cols === undefined ? 'all' : cols);
   const mode = lower(str(ast['replace_ignore']));
   if (mode === 'replace') wk.access(ref, 'delete', 'all');

@@ -67,9 +67,23 @@ describe('mysql rewriter on MariaDB', () => {
     assert.equal(hidden.length, 0);
   });
 
+  it('materialises the filtered table: a primary-key lookup never evaluates client conditions on hidden rows', async () => {
+    // Merged into the outer query, `id = 2 AND name = 0` reads row 2 by key and warns "Truncated incorrect DECIMAL
+    // value: 'Bob'" before the tenant filter drops it.
+    const filterOnly = new Map([
+      [`${DB}.customers`, { ...(PROT.get(`${DB}.customers`) as MysqlTableProtection), masks: new Map() }],
+    ]);
+    const sql = 'SELECT id FROM customers WHERE id = 2 AND tenant_id = 0 + name';
+    const out = rewriteMysql(analyzeMysql(sql, { database: DB }), filterOnly, DB);
+    assert.ok(out !== undefined);
+    await conn.query(out);
+    const [w] = await conn.query('SHOW WARNINGS');
+    assert.ok(!JSON.stringify(w).includes('Bob'), JSON.stringify(w));
+  });
+
   it('rewrites the body of an SQL PREPARE', async () => {
     const out = rw("PREPARE s FROM 'SELECT ssn FROM customers'");
-    assert.ok(out?.startsWith('PREPARE `s` FROM '));
+    assert.ok(out?.startsWith('PREPARE `s` FROM ') === true);
     await conn.query(out);
     const [r] = await conn.query('EXECUTE s');
     assert.ok(!JSON.stringify(r).includes('SECRET'), JSON.stringify(r));

@@ -27,6 +27,9 @@ export interface MysqlTableProtection {
   readonly rowFilter?: string;
 }
 
+/** The largest LIMIT: keeps every row, but makes MySQL and MariaDB materialise the derived table. */
+const MATERIALISE = '18446744073709551615';
+
 function refuse(message: string): WardenError {
   return new WardenError('INSUFFICIENT_PRIVILEGE', message);
 }
@@ -119,7 +122,10 @@ class Rewriter {
       return m === undefined ? quoteMysqlIdent(c) : `(${m}) AS ${quoteMysqlIdent(c)}`;
     });
     const where = p.rowFilter === undefined ? '' : ` WHERE (${p.rowFilter})`;
-    const sql = `SELECT ${cols.join(', ')} FROM ${quoteMysqlIdent(key.slice(0, dot))}.${quoteMysqlIdent(key.slice(dot + 1))}${where}`;
+    // INVARIANT: the derived table is materialised, never merged into the outer query and never given pushed-down
+    // outer conditions (a LIMIT forbids both): otherwise the optimizer may evaluate the client's conditions on rows
+    // the filter hides (e.g. by primary key), and their conversion warnings would show those rows' values.
+    const sql = `SELECT ${cols.join(', ')} FROM ${quoteMysqlIdent(key.slice(0, dot))}.${quoteMysqlIdent(key.slice(dot + 1))}${where} LIMIT ${MATERIALISE}`;
     const ast = astify(sql, `the masks or row filter of ${key}`);
     this.derived++;
     const alias = nameOf(item['as']) ?? nameOf(item['table']) ?? key.slice(dot + 1);
@@ -141,7 +147,15 @@ class Rewriter {
     let inner = ctes;
     if (Array.isArray(o['with'])) {
       const names = new Set(ctes);
-      for (const w of o['with'] as AstNode[]) names.add((nameOf(w['name']) ?? '').toLowerCase());
+      for (const w of o['with'] as AstNode[]) {
+        const n = (nameOf(w['name']) ?? '').toLowerCase();
+        // A CTE shadowing a protected table's name makes "which customers?" depend on scoping rules (its own
+        // body still reads the real table): refused rather than reasoned about.
+        if (this.protections.has(`${this.database.toLowerCase()}.${n}`)) {
+          throw refuse(`a WITH query named like the protected table ${n} cannot be masked or filtered`);
+        }
+        names.add(n);
+      }
       inner = names;
     }
     if (o['type'] === 'select' && Array.isArray(o['from'])) {
@@ -194,11 +208,12 @@ function accessKeys(a: MysqlAnalysis, skip: ReadonlySet<string>): string[] {
   for (const s of a.statements) {
     for (const r of s.summary.relations) {
       if (skip.has(`${r.schema}.${r.name}`)) continue;
-      out.push(`${r.operation}:${r.schema}.${r.name}:${r.columns?.join(',') ?? '*'}`);
+      // Columns are left out: the derived tables add unqualified names that count against enclosing tables.
+      out.push(`${r.operation}:${r.schema}.${r.name}`);
     }
     for (const f of s.summary.functions) out.push(`fn:${f.schema}.${f.name}`);
   }
-  return out.sort();
+  return [...new Set(out)].sort();
 }
 
 function rewriteStatement(
