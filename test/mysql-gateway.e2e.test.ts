@@ -16,11 +16,18 @@ import type { BindRequest, StatementHook, StatementOutcome, StatementRequest } f
 import { CAP, COM } from '../src/wire/mysql/constants.js';
 import { PacketFramer, packet, type Packet } from '../src/wire/mysql/framing.js';
 import {
+  decodeBinaryRow,
   decodeColumnDefinition,
   decodeErr,
   decodeHandshakeV10,
+  decodeOk,
+  decodePrepareOk,
+  decodeTextRow,
   encodeHandshakeResponse41,
+  encodeStmtExecute,
+  terminatorStatus,
 } from '../src/wire/mysql/codec.js';
+import { STATUS, TYPE } from '../src/wire/mysql/constants.js';
 import { connectMysqlUpstream } from '../src/upstream/mysql-connect.js';
 import { makeTestPki, type TestPki } from './harness/certs.js';
 import {
@@ -122,7 +129,7 @@ class RawClient {
   send(seq: number, payload: Buffer): void {
     this.socket.write(packet(seq, payload));
   }
-  async login(user: string, password: string, database: string): Promise<Packet> {
+  async login(user: string, password: string, database: string, extraCaps = 0): Promise<Packet> {
     const hello = await this.read();
     assert.ok(hello);
     const hs = decodeHandshakeV10(hello.payload);
@@ -135,7 +142,8 @@ class RawClient {
           CAP.PLUGIN_AUTH |
           CAP.CONNECT_WITH_DB |
           CAP.LONG_PASSWORD |
-          CAP.LOCAL_FILES,
+          CAP.LOCAL_FILES |
+          extraCaps,
         maxPacketSize: 1 << 24,
         charset: 45,
         username: user,
@@ -151,6 +159,46 @@ class RawClient {
   }
   close(): void {
     this.socket.destroy();
+  }
+}
+
+/** Reads one result (OK, or a result set to its terminator) from a raw client; checks the sequence ids. */
+async function readResult(
+  c: RawClient,
+  deprecateEof: boolean,
+  binary: boolean,
+  seq: { next: number },
+): Promise<{ rows: (string | null)[][]; more: boolean; affected?: number }> {
+  const next = async (): Promise<Buffer> => {
+    const p = await c.read();
+    assert.ok(p, 'connection closed mid-result');
+    assert.equal(p.seq, seq.next, 'sequence id');
+    seq.next = (p.lastSeq + 1) & 0xff;
+    return p.payload;
+  };
+  const first = await next();
+  if (first[0] === 0x00) {
+    const ok = decodeOk(first);
+    return { rows: [], more: (ok.status & STATUS.MORE_RESULTS_EXISTS) !== 0, affected: ok.affectedRows };
+  }
+  assert.notEqual(first[0], 0xff, 'unexpected ERR');
+  const n = first[0] as number;
+  const types: number[] = [];
+  for (let i = 0; i < n; i++) types.push(decodeColumnDefinition(await next()).type);
+  if (!deprecateEof) assert.equal((await next())[0], 0xfe, 'EOF after column definitions');
+  const rows: (string | null)[][] = [];
+  for (;;) {
+    const p = await next();
+    if (p[0] === 0xfe && (deprecateEof ? p.length < 0xffffff : p.length < 9)) {
+      if (deprecateEof) assert.ok(p.length >= 7, 'an OK packet, not an EOF');
+      return { rows, more: (terminatorStatus(p) & STATUS.MORE_RESULTS_EXISTS) !== 0 };
+    }
+    const vals = binary ? decodeBinaryRow(p, types) : decodeTextRow(p, n);
+    rows.push(
+      vals.map((v) =>
+        v === null ? null : binary && v[0] === v.length - 1 ? v.subarray(1).toString() : v.toString(),
+      ),
+    );
   }
 }
 
@@ -478,6 +526,92 @@ describe('MySQL front end against MariaDB', async () => {
       c.close();
     }
   });
+
+  for (const deprecateEof of [false, true]) {
+    it(`raw protocol ${deprecateEof ? 'with' : 'without'} CLIENT_DEPRECATE_EOF: results, multi-results, prepare/execute`, async () => {
+      const c = await RawClient.open(port);
+      try {
+        const ok = await c.login(
+          'nat',
+          NAT,
+          'shop',
+          CAP.MULTI_STATEMENTS |
+            CAP.MULTI_RESULTS |
+            CAP.PS_MULTI_RESULTS |
+            (deprecateEof ? CAP.DEPRECATE_EOF : 0),
+        );
+        assert.equal(ok.payload[0], 0x00);
+        c.send(
+          0,
+          Buffer.from(
+            '\x03SELECT id, name FROM items WHERE id <= 2 ORDER BY id; DO 1; SELECT 3 AS three',
+            'latin1',
+          ),
+        );
+        const seq = { next: 1 };
+        const r1 = await readResult(c, deprecateEof, false, seq);
+        assert.deepEqual(r1.rows, [
+          ['1', 'apple'],
+          ['2', 'pear'],
+        ]);
+        assert.ok(r1.more);
+        const r2 = await readResult(c, deprecateEof, false, seq);
+        assert.deepEqual(r2.rows, []);
+        assert.ok(r2.more);
+        const r3 = await readResult(c, deprecateEof, false, seq);
+        assert.deepEqual(r3.rows, [['3']]);
+        assert.ok(!r3.more);
+
+        c.send(0, Buffer.from('\x16SELECT name FROM items WHERE id = ?', 'latin1'));
+        const prepOk = await c.read();
+        assert.ok(prepOk);
+        const prep = decodePrepareOk(prepOk.payload);
+        assert.equal(prep.numParams, 1);
+        assert.equal(prep.numColumns, 1);
+        const defs: number[] = [];
+        for (let i = 0; i < (deprecateEof ? 2 : 4); i++) defs.push((await c.read())?.payload[0] as number);
+        if (!deprecateEof) {
+          assert.equal(defs[1], 0xfe);
+          assert.equal(defs[3], 0xfe);
+        }
+        const prepareCheck = rec.checks.find(
+          (r) =>
+            r.sql === 'SELECT name FROM items WHERE id = ?' && r.statementName === String(prep.statementId),
+        );
+        assert.ok(prepareCheck, 'the client sees the statement id the hook was given');
+        const id = Buffer.alloc(4);
+        id.writeInt32LE(2);
+        c.send(
+          0,
+          encodeStmtExecute({
+            statementId: prep.statementId,
+            flags: 0,
+            iterations: 1,
+            newParamsBound: true,
+            params: [{ type: TYPE.LONG, unsigned: false, value: id }],
+          }),
+        );
+        const ex = await readResult(c, deprecateEof, true, { next: 1 });
+        assert.deepEqual(ex.rows, [['pear']]);
+        // An unknown statement id never reaches the server.
+        c.send(
+          0,
+          encodeStmtExecute({ statementId: 999, flags: 0, iterations: 1, newParamsBound: false, params: [] }),
+        );
+        const unknown = await c.read();
+        assert.equal(decodeErr(unknown?.payload ?? Buffer.alloc(0)).errno, 1243);
+        c.send(
+          0,
+          Buffer.concat([Buffer.from([0x19]), Buffer.from(new Uint32Array([prep.statementId]).buffer)]),
+        );
+        c.send(0, Buffer.from([0x0e]));
+        const pong = await c.read();
+        assert.equal(pong?.payload[0], 0x00);
+      } finally {
+        c.close();
+      }
+    });
+  }
 
   it('COM_CHANGE_USER is refused with a clear error', async () => {
     const c = await mysql.createConnection({
