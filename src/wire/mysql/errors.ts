@@ -9,7 +9,7 @@ export interface MysqlErrorCode {
 }
 
 /**
- * The mapping (documented in docs/mysql.md):
+ * The mapping (documented in docs/mysql-front-end.md):
  * - 42501 policy denial → 1142 ER_TABLEACCESS_DENIED_ERROR, SQLSTATE 42000 (the message names the rule)
  * - 42601 parse failure → 1064 ER_PARSE_ERROR, 42000
  * - WA001 approval required → 1644 ER_SIGNAL_EXCEPTION with SQLSTATE WA001, exactly what `SIGNAL SQLSTATE
