@@ -537,6 +537,9 @@ export class ApprovalService {
     o: { signal?: AbortSignal; intervalMs?: number; onWaiting?: (r: ApprovalRequest) => void } = {},
   ): Promise<ApprovalRequest> {
     const interval = o.intervalMs ?? 5000;
+    // Decisions made elsewhere (the CLI, another replica) are read from the store at least once a second.
+    const poll = Math.min(interval, 1000);
+    let lastNotice = performance.now();
     for (;;) {
       o.signal?.throwIfAborted();
       await this.sync(true);
@@ -544,8 +547,12 @@ export class ApprovalService {
       if (r === undefined) throw new ApprovalError('not_found', `no approval request ${id}`);
       if (r.status !== 'pending') return r;
       const left = Date.parse(r.expiresAt) - this.now().getTime();
-      const woke = await this.sleep(Math.max(0, Math.min(interval, left)), o.signal);
-      if (!woke) o.onWaiting?.(r);
+      const noticeIn = interval - (performance.now() - lastNotice);
+      const woke = await this.sleep(Math.max(0, Math.min(poll, left, Math.max(0, noticeIn))), o.signal);
+      if (!woke && performance.now() - lastNotice >= interval - 1) {
+        lastNotice = performance.now();
+        o.onWaiting?.(r);
+      }
     }
   }
 

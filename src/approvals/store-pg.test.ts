@@ -197,6 +197,32 @@ describe('PgApprovalStore', () => {
     }
   });
 
+  it('a statement held on one replica is released by an approval made on another', async () => {
+    await install('held');
+    const r1 = await replica('held');
+    const r2 = await replica('held');
+    const { request } = await r1.requestStatement({
+      ...stmt('bob', 'UPDATE orders SET amount = 0'),
+      requirement: requirement('approval:wide-update'),
+      reasons: ['wide update'],
+    });
+    const notices: string[] = [];
+    const started = performance.now();
+    const waiting = r1.waitForDecision(request.id, {
+      intervalMs: 5000,
+      onWaiting: (r) => notices.push(r.id),
+    });
+    await new Promise((r) => setTimeout(r, 300));
+    await r2.sync(true);
+    await r2.approve(request.id, 'carol');
+    const decided = await waiting;
+    assert.equal(decided.status, 'approved');
+    // Read from the shared table within the one-second poll, long before the 5 s notice interval.
+    assert.ok(performance.now() - started < 3000, `took ${performance.now() - started} ms`);
+    assert.deepEqual(notices, []);
+    assert.equal((await r1.claim(stmt('bob', 'UPDATE orders SET amount = 0')))?.id, request.id);
+  });
+
   it('scopes keep targets apart in one table; the table is append-only for the gateway role', async () => {
     await install('scoped');
     const main = await replica('scoped', [], 'main');
