@@ -286,6 +286,22 @@ describe('secrets never leak', () => {
     assert.notEqual(psqlBad.code, 0);
   });
 
+  it('the upstream restarts under an open session: a clear error, then new sessions work', async () => {
+    const c = client(ALICE);
+    await c.connect();
+    const lost = new Promise<string>((resolve) => {
+      c.on('error', (e: Error & { code?: string }) => resolve(`${e.code ?? ''} ${e.message}`));
+      c.on('end', () => resolve('ended'));
+    });
+    await upstream.restart();
+    await expectError('query after upstream restart', c.query('SELECT 1'));
+    note('session error on upstream loss', await lost);
+    const again = client(ALICE);
+    await again.connect();
+    assert.equal((await again.query('SELECT count(*)::int AS n FROM orders')).rows[0]?.n, 5);
+    await again.end();
+  });
+
   it('a bad bundle reload (SIGHUP) is refused and reported without secrets', async () => {
     const good = readFileSync(bundlePath);
     writeFileSync(bundlePath, good.toString().replace(/"payload":\s*"./, '"payload":"A'));
