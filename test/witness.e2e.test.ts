@@ -14,6 +14,8 @@ import { generateWitnessKey, cosignatureVerifier } from '../src/audit/witness.js
 import { openNote, parseVerifierKey } from '../src/audit/note.js';
 import { openCheckpoint } from '../src/audit/checkpoint.js';
 import { COSIGNATURES_DIR } from '../src/audit/witness-publisher.js';
+import { createVerifier } from '../src/identity/scram.js';
+import YAML from 'yaml';
 
 const ORIGIN = 'witness.e2e/log';
 const ALICE = 'alice-witness-pw';
@@ -113,6 +115,13 @@ describe('witness submission from the gateway (end to end)', () => {
   const lines: GatewayLogLine[] = [];
   const keys: Record<string, { skey: string; vkey: string }> = {};
   let logVkeyFile: string;
+  let auditSection: {
+    dir: string;
+    origin: string;
+    key_file: string;
+    checkpoint_interval_ms: number;
+    witnesses: { url: string; key: string }[];
+  };
 
   before(async () => {
     dir = mkdtempSync(join(tmpdir(), 'warden-witness-e2e-'));
@@ -128,7 +137,7 @@ describe('witness submission from the gateway (end to end)', () => {
     }
     procs.push(await startWitness(dir, 'w1', logVkeyFile), await startWitness(dir, 'w2', logVkeyFile));
     w3Port = await freePort(); // w3 is configured but down at first
-    const audit = {
+    auditSection = {
       dir: auditDir,
       origin: ORIGIN,
       key_file: join(dir, 'log.key'),
@@ -142,7 +151,7 @@ describe('witness submission from the gateway (end to end)', () => {
     gw = await startTestGateway({
       targets: [{ port: 5432, database: 'postgres', user: 'postgres' }],
       users: [{ name: 'alice', password: ALICE }],
-      audit,
+      audit: auditSection,
       gatewayOptions: { log: (l) => lines.push(l) },
     });
   });
@@ -288,5 +297,43 @@ describe('witness submission from the gateway (end to end)', () => {
     ]);
     assert.equal(all.code, 0, all.out + all.err);
     assert.match(all.out, /witness\.e2e\/w3 at size/);
+
+    // The gateway's own configuration file supplies the folder, origin, log key and witness keys: by default
+    // every configured witness must have cosigned.
+    const cfgFile = join(dir, 'warden.yaml');
+    writeFileSync(
+      cfgFile,
+      YAML.stringify({
+        listen: { host: '127.0.0.1', port: 0 },
+        state_dir: join(dir, 'state'),
+        audit: auditSection,
+        users: [
+          {
+            name: 'alice',
+            kind: 'human',
+            groups: [],
+            scram_verifier: createVerifier(ALICE),
+            logins: { main: 'app' },
+          },
+        ],
+        targets: [
+          {
+            name: 'main',
+            host: '127.0.0.1',
+            port: 5432,
+            database: 'postgres',
+            environment: 'test',
+            logins: { app: { user: 'postgres' } },
+            policy: 'allow_all',
+          },
+        ],
+      }),
+    );
+    const byConfig = await cli(['verify', '--config', cfgFile, '--fast']);
+    assert.equal(byConfig.code, 0, byConfig.out + byConfig.err);
+    assert.match(
+      byConfig.out,
+      /for witness\.e2e\/log, cosigned by witness\.e2e\/w1 at size \d+, witness\.e2e\/w2 at size \d+, witness\.e2e\/w3 at size \d+/,
+    );
   });
 });

@@ -11,6 +11,8 @@ import { DEFAULT_RETENTION_DAYS } from '../audit/redaction.js';
 import { cosignatureVerifier } from '../audit/witness.js';
 import { submitToWitness } from '../audit/witness-http.js';
 import { COSIGNATURES_DIR, readCosignedCheckpoints } from '../audit/witness-publisher.js';
+import { pgConnectionFor } from '../audit/open.js';
+import type { AuditConfig } from '../config/gateway-config.js';
 import { LogSnapshot, readEntriesFrom, scanEntries } from '../audit/reader.js';
 import type { FollowPosition } from '../audit/reader.js';
 import { PgLogSnapshot, scanPgEntries } from '../audit/pg-reader.js';
@@ -69,6 +71,7 @@ async function loadTrust(
   dir: string,
   keyFile: string | undefined,
   origin: string | undefined,
+  logKeyFile: string = join(dir, LOG_KEY_FILE),
 ): Promise<Trust> {
   let verifiers: (NoteVerifier & { name: string })[];
   let fromLogKey = false;
@@ -82,10 +85,10 @@ async function loadTrust(
   } else {
     let text: string;
     try {
-      text = readSecret({ file: join(dir, LOG_KEY_FILE) }, 'log key file');
+      text = readSecret({ file: logKeyFile }, 'log key file');
     } catch (e) {
       if (isWardenError(e) && /group or others/.test(e.message)) throw e;
-      throw new UsageError(`no --key given and no ${join(dir, LOG_KEY_FILE)} to derive it from`);
+      throw new UsageError(`no --key given and no ${logKeyFile} to derive it from`);
     }
     // Only the public half is used; the secret never leaves this function.
     verifiers = [parseVerifierKey(parseSignerKey(text.trim()).verifierKey)];
@@ -271,7 +274,7 @@ export function makeAuditCommands(io: CliIo): Record<string, AuditCommand> {
 
   const verify: AuditCommand = {
     about:
-      'verify a log folder offline: recompute the tree, check every checkpoint signature (--dir D --origin O --key VKEY_FILE --last-seen CHECKPOINT_FILE)',
+      'verify a log folder offline: recompute the tree, check every checkpoint signature (--dir D --origin O --key VKEY_FILE --last-seen CHECKPOINT_FILE --witness-key VKEY_FILE --witnesses N --config WARDEN_YAML --pg URL --fast)',
     async run(argv) {
       const { values } = parseArgs({
         args: argv,
@@ -282,39 +285,59 @@ export function makeAuditCommands(io: CliIo): Record<string, AuditCommand> {
           'witness-key': { type: 'string', multiple: true },
           witnesses: { type: 'string' },
           cosigned: { type: 'string' },
+          config: { type: 'string' },
         },
       });
-      const dir = resolve(values.dir ?? DEMO_AUDIT_DIR);
+      // --config: the gateway's configuration supplies the folder, origin, store and witness keys.
+      const cfg = values.config === undefined ? undefined : await loadAuditConfig(values.config);
+      const dir = resolve(values.dir ?? cfg?.dir ?? DEMO_AUDIT_DIR);
+      const pgConn: pg.ClientConfig | undefined =
+        values.pg !== undefined
+          ? { connectionString: values.pg }
+          : cfg?.postgres !== undefined
+            ? pgConnectionFor(cfg.postgres)
+            : undefined;
+      const pgTables =
+        values.pg !== undefined
+          ? {
+              ...(values.schema !== undefined ? { schema: values.schema } : {}),
+              ...(values.table !== undefined ? { table: values.table } : {}),
+            }
+          : { schema: cfg?.postgres?.schema, table: cfg?.postgres?.table };
       if (values.pg !== undefined && values.key === undefined)
         throw new UsageError('--pg needs --key (the published verifier key)');
-      if (values.pg === undefined) {
+      if (pgConn === undefined) {
         try {
           await stat(dir);
         } catch {
           throw new UsageError(`no audit log folder at ${dir}`);
         }
       }
-      const trust = await loadTrust(dir, values.key, values.origin);
+      const logKeyFile = cfg?.keyFile ?? join(dir, LOG_KEY_FILE);
+      const trust = await loadTrust(dir, values.key, values.origin ?? cfg?.origin, logKeyFile);
       if (trust.fromLogKey) {
         io.err(
-          `note: trusting the key stored beside the log (${join(dir, LOG_KEY_FILE)}); this checks integrity only. Pass --key with the published verifier key to check authenticity.\n`,
+          `note: trusting the key stored beside the log (${logKeyFile}); this checks integrity only. Pass --key with the published verifier key to check authenticity.\n`,
         );
       }
       const lastSeen: Uint8Array | undefined =
         values['last-seen'] === undefined ? undefined : await readFile(values['last-seen']);
-      const witnessKeys = values['witness-key'] ?? [];
+      const witnessKeys = [
+        ...(await Promise.all((values['witness-key'] ?? []).map((f) => readKeyLines(f)))).flat(),
+        ...(cfg?.witnesses ?? []).map((w) => w.key),
+      ];
       const need = intArg(values.witnesses, 'witnesses');
       if (need !== undefined && need > 0 && witnessKeys.length === 0)
-        throw new UsageError("--witnesses N needs the witnesses' verifier keys (--witness-key FILE)");
+        throw new UsageError(
+          "--witnesses N needs the witnesses' verifier keys (--witness-key FILE, or audit.witnesses with --config)",
+        );
       let witnessed = '';
       const cosignedNotes: Uint8Array[] = [];
       if (witnessKeys.length > 0) {
         // Cosigned checkpoints anchor the log: each one's signatures must verify, each one must match the
         // entries (verified below as a checkpoint seen earlier), and enough distinct given witnesses must have
         // cosigned (default: every one given).
-        const cosigners = (await Promise.all(witnessKeys.map((f) => readKeyLines(f))))
-          .flat()
-          .map(cosignatureVerifier);
+        const cosigners = [...new Set(witnessKeys)].map(cosignatureVerifier);
         const required = need ?? cosigners.length;
         if (required > cosigners.length)
           throw new UsageError(`--witnesses ${required} but only ${cosigners.length} witness key(s) given`);
@@ -361,16 +384,16 @@ export function makeAuditCommands(io: CliIo): Record<string, AuditCommand> {
         ...(cosignedNotes.length > 0 ? { lastSeenCheckpoints: cosignedNotes } : {}),
       };
       let r: VerifyResult;
-      if (values.pg !== undefined) {
-        const client = new pg.Client({ connectionString: values.pg });
+      if (pgConn !== undefined) {
+        const client = new pg.Client(pgConn);
         client.on('error', () => undefined);
         await client.connect();
         try {
           r = await verifyPgLog(
             client,
             {
-              ...(values.schema !== undefined ? { schema: values.schema } : {}),
-              ...(values.table !== undefined ? { table: values.table } : {}),
+              ...(pgTables.schema !== undefined ? { schema: pgTables.schema } : {}),
+              ...(pgTables.table !== undefined ? { table: pgTables.table } : {}),
             },
             common,
           );
@@ -748,6 +771,14 @@ async function collectCosigned(
   }
   if (explicit === undefined) out.push(...(await readCosignedCheckpoints(join(dir, COSIGNATURES_DIR))));
   return out;
+}
+
+/** The `audit` section of a gateway configuration file (`warden serve --config`). */
+async function loadAuditConfig(file: string): Promise<AuditConfig> {
+  const { loadGatewayConfig } = await import('../config/gateway-config.js');
+  const audit = loadGatewayConfig(file).audit;
+  if (audit === undefined) throw new UsageError(`${file} has no audit section`);
+  return audit;
 }
 
 async function readKeyLines(file: string): Promise<string[]> {
