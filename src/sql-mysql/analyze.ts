@@ -1095,6 +1095,10 @@ function fromAst(ast: AstNode, s: LexedStatement, database: string): StatementSu
         wk.expr(item['value'], scope);
       }
       wk.expr(ast['where'], scope);
+      for (const o of Array.isArray(ast['orderby']) ? (ast['orderby'] as AstNode[]) : [])
+        wk.expr(o['expr'], scope);
+      if (ast['limit'] !== null && ast['limit'] !== undefined)
+        wk.expr((ast['limit'] as AstNode)['value'], scope);
       wk.hasWhere = ast['where'] !== null && ast['where'] !== undefined;
       break;
     }
