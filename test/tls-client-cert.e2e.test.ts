@@ -286,6 +286,50 @@ describe('client certificates as a second factor', () => {
     await assert.rejects(wrongPw.connect(), { code: '28P01' });
   });
 
+  it('TLS session resumption works with client certificates requested, and keeps the first certificate', async () => {
+    const ca = readFileSync(pki.caCert);
+    const base = { ...gw.clientConfig('alice', PW.alice), host: 'localhost' };
+    /** Connects with `ssl`, returns the TLS session for resumption and whether this one was resumed. */
+    const login = async (
+      ssl: tls.ConnectionOptions,
+    ): Promise<{ ok: boolean; session?: Buffer | undefined; reused: boolean }> => {
+      const c = new pg.Client({ ...base, ssl });
+      c.on('error', () => undefined);
+      try {
+        await c.connect();
+      } catch {
+        return { ok: false, reused: false };
+      }
+      await c.query('SELECT 1');
+      const stream = (c as unknown as { connection: { stream: tls.TLSSocket } }).connection.stream;
+      const r = { ok: true, session: stream.getSession(), reused: stream.isSessionReused() };
+      await c.end();
+      return r;
+    };
+    const first = await login({
+      ca,
+      cert: readFileSync(certs.alice.cert),
+      key: readFileSync(certs.alice.key),
+    });
+    assert.ok(first.ok && first.session, 'a resumable session');
+    // Resuming proves possession of the session secret made with alice's certificate: no certificate is sent again.
+    const resumed = await login({ ca, session: first.session });
+    assert.deepEqual([resumed.ok, resumed.reused], [true, true]);
+    // A session made with an untrusted certificate stays untrusted when resumed.
+    const c = new pg.Client({
+      ...gw.clientConfig('carol', PW.carol),
+      host: 'localhost',
+      ssl: { ca, cert: readFileSync(certs.otherAlice.cert), key: readFileSync(certs.otherAlice.key) },
+    });
+    await c.connect();
+    const stream = (c as unknown as { connection: { stream: tls.TLSSocket } }).connection.stream;
+    const untrusted = stream.getSession();
+    await c.end();
+    assert.ok(untrusted);
+    const again = await login({ ca, session: untrusted });
+    assert.equal(again.ok, false, 'alice with a resumed untrusted session is refused');
+  });
+
   it('the audit log records why each certificate failure happened', async () => {
     let failures: string[] = [];
     const deadline = Date.now() + 10_000;

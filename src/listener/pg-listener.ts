@@ -53,6 +53,9 @@ export function serverTlsContext(t: NonNullable<GatewayConfig['tls']>): tls.Secu
       minVersion: 'TLSv1.2',
       ciphers: [...TLS13_CIPHERS, ...SERVER_TLS12_CIPHERS].join(':'),
       honorCipherOrder: true,
+      // Needed by OpenSSL to resume sessions when client certificates are requested (otherwise a client offering
+      // a session gets "session id context uninitialized"); resumed sessions keep their certificate and verdict.
+      sessionIdContext: 'warden-pg',
     });
   } catch (e) {
     // OpenSSL's message names the problem (bad PEM, key does not match the certificate), never the key itself.
