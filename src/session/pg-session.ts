@@ -694,21 +694,38 @@ export class PgSession {
   private async onBind(f: Frame): Promise<void> {
     const hook = this.hook as StatementHook & Required<Pick<StatementHook, 'bind'>>;
     const b = decodeBind(f.body);
+    // As for statements: a hook that holds the Bind (approval in wait mode) gets notices and an abort signal.
+    let abort: AbortController | null = null;
+    const controller = (): AbortController => (abort ??= new AbortController());
+    const aborted = (): boolean => abort?.signal.aborted === true;
     const request: BindRequest = {
       session: this.context as SessionContext,
       statementName: b.statement,
       portal: b.portal,
       paramsHash: hashParams(b),
       paramCount: b.params.length,
+      notice: (message: string) =>
+        this.emitSynthetic(noticeResponse({ severity: 'NOTICE', code: '00000', message })),
+      get signal() {
+        return controller().signal;
+      },
     };
     let verdict: StatementVerdict | undefined;
     try {
       const v = hook.bind(request);
       if (v instanceof Promise) {
         this.flushUpstream();
-        verdict = await v;
+        this.holdAbort = { abort: () => controller().abort() };
+        try {
+          verdict = await v;
+        } finally {
+          this.holdAbort = null;
+        }
       } else {
         verdict = v;
+      }
+      if (aborted()) {
+        verdict = { action: 'deny', sqlstate: '57014', message: 'canceling statement due to user request' };
       }
     } catch (e) {
       verdict = isWardenError(e)
