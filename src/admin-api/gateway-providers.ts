@@ -4,12 +4,12 @@ import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import net from 'node:net';
-import pg from 'pg';
 import type { AuditEntry } from '../audit/entry.js';
 import { decodeEntry } from '../audit/entry.js';
 import type { AuditLog } from '../audit/log.js';
 import { openCheckpoint } from '../audit/checkpoint.js';
 import { pgConnectionFor } from '../audit/open.js';
+import { GuardedPgClient } from '../upstream/pg-client.js';
 import { verifyLog, verifyPgLog, type VerifyResult } from '../audit/verify.js';
 import type { ApprovalService } from '../approvals/service.js';
 import { serializeEnvelope } from '../bundle/dsse.js';
@@ -196,7 +196,7 @@ export function auditProvider(log: AuditLog | undefined, config: AuditConfig | u
       if (log === undefined || config === undefined) throw noAudit();
       const opts = { origin: log.origin, verifierKeys: [log.verifier] };
       if (config.postgres === undefined) return verifyLog(config.dir, opts);
-      const client = new pg.Client(pgConnectionFor(config.postgres));
+      const client = new GuardedPgClient(pgConnectionFor(config.postgres));
       await client.connect();
       try {
         return await verifyPgLog(

@@ -8,6 +8,7 @@ import type { AuditConfig, AuditPostgresConfig } from '../config/gateway-config.
 import { AuditLog, LOG_KEY_FILE, loadOrCreateLogKey } from './log.js';
 import type { AuditLogOptions } from './log.js';
 import { PgAuditStore } from './store-pg.js';
+import { GuardedPgClient } from '../upstream/pg-client.js';
 
 /** node-postgres connection settings for an `audit.postgres` block (the password is never logged). */
 export function pgConnectionFor(p: AuditPostgresConfig): pg.PoolConfig {
@@ -25,6 +26,8 @@ export function pgConnectionFor(p: AuditPostgresConfig): pg.PoolConfig {
           };
   }
   return {
+    // Never a cleartext password over an unencrypted connection (pools; plain clients use GuardedPgClient).
+    Client: GuardedPgClient,
     host: p.host,
     port: p.port,
     database: p.database,

@@ -9,6 +9,7 @@ import tls from 'node:tls';
 import pg from 'pg';
 import { WardenError } from '../core/errors.js';
 import type { TargetConfig } from '../config/gateway-config.js';
+import { GuardedPgClient } from '../upstream/pg-client.js';
 
 /** Fetches the ordered column names of `schema.table` (attnum > 0, not dropped). Empty = no such table. */
 export type ColumnFetcher = (schema: string, table: string) => Promise<readonly string[]>;
@@ -57,6 +58,8 @@ export function upstreamColumnFetcher(target: TargetConfig): {
     throw new WardenError('CONFIG_INVALID', `target "${target.name}" has no upstream login`);
   const login = first.value;
   const pool = new pg.Pool({
+    // Never a cleartext password over an unencrypted connection (as the session's own upstream link).
+    Client: GuardedPgClient,
     host: target.host,
     port: target.port,
     database: target.database,
