@@ -72,6 +72,14 @@ function bind(
   return { session: s, statementName, portal: '', paramsHash, paramCount: 1, ...extra };
 }
 
+function bindOn(
+  h: PolicyHook,
+  r: BindRequest,
+): Promise<StatementVerdict | undefined> | StatementVerdict | undefined {
+  assert.ok('bind' in h && h.bind !== undefined, 'a hook with an approvals service examines Binds');
+  return h.bind?.(r);
+}
+
 const decisionOf = (v: StatementVerdict | undefined): HookDecision => v?.decision as HookDecision;
 const denied = (v: StatementVerdict | undefined): { sqlstate: string; message: string } => {
   assert.ok(v !== undefined && v.action === 'deny', `expected a denial, got ${JSON.stringify(v)}`);
@@ -116,7 +124,7 @@ describe('approvals at Bind (policy hook)', () => {
     assert.ok(decisionOf(parsed).reasons.some((r) => r.includes('decided at each Bind')));
     assert.equal(svc.list().length, before, 'the Parse opened no request');
 
-    const first = denied(await hook.bind(bind(bob, '', H1)));
+    const first = denied(await bindOn(hook, bind(bob, '', H1)));
     assert.equal(first.sqlstate, 'WA001');
     assert.match(first.message, /with the same parameters/);
     const id = idOf(first.message);
@@ -126,18 +134,18 @@ describe('approvals at Bind (policy hook)', () => {
 
     // Other parameters: a new request.
     await hook.check(stmt(bob, sql, 'parse', ''));
-    const other = denied(await hook.bind(bind(bob, '', H2)));
+    const other = denied(await bindOn(hook, bind(bob, '', H2)));
     assert.notEqual(idOf(other.message), id);
 
     await hook.check(stmt(bob, sql, 'parse', ''));
-    const ran = await hook.bind(bind(bob, '', H1));
+    const ran = await bindOn(hook, bind(bob, '', H1));
     assert.equal(ran?.action, 'allow');
     assert.ok(decisionOf(ran).rules.includes(`approval-request:${id}`));
     assert.equal(decisionOf(ran).approvalRequest, id);
     assert.equal(svc.get(id)?.status, 'used');
 
     // Bound again (no new Parse): the approval is used up.
-    const twice = denied(await hook.bind(bind(bob, '', H1)));
+    const twice = denied(await bindOn(hook, bind(bob, '', H1)));
     assert.equal(twice.sqlstate, 'WA001');
     assert.notEqual(idOf(twice.message), id);
   });
@@ -146,12 +154,12 @@ describe('approvals at Bind (policy hook)', () => {
     const bob = session('bob', 's-unnamed');
     await hook.check(stmt(bob, 'DELETE FROM orders', 'parse', ''));
     await hook.check(stmt(bob, 'SELECT id FROM orders WHERE id = $1', 'parse', ''));
-    assert.equal(hook.bind(bind(bob, '', H1)), undefined);
+    assert.equal(bindOn(hook, bind(bob, '', H1)), undefined);
     // A refused Parse also drops the unnamed statement (upstream gets a failing unnamed Parse instead).
     await hook.check(stmt(bob, 'DELETE FROM orders', 'parse', ''));
     const refused = await hook.check(stmt(bob, 'DROP TABLE orders', 'parse', 'x'));
     assert.equal(refused.action, 'deny');
-    assert.equal(hook.bind(bind(bob, '', H1)), undefined);
+    assert.equal(bindOn(hook, bind(bob, '', H1)), undefined);
   });
 
   it('a named statement keeps its gate when the name is parsed again; two gated bodies under one name are refused', async () => {
@@ -159,13 +167,13 @@ describe('approvals at Bind (policy hook)', () => {
     await hook.check(stmt(bob, 'DELETE FROM orders', 'parse', 'd1'));
     // Parsing the taken name fails upstream, so the DELETE may still be what d1 runs.
     await hook.check(stmt(bob, 'SELECT 1', 'parse', 'd1'));
-    const still = denied(await hook.bind(bind(bob, 'd1', H1)));
+    const still = denied(await bindOn(hook, bind(bob, 'd1', H1)));
     assert.equal(still.sqlstate, 'WA001');
     assert.equal(svc.get(idOf(still.message))?.statement?.sql, 'DELETE FROM orders');
 
     await hook.check(stmt(bob, 'DELETE FROM orders', 'parse', 'd2'));
     await hook.check(stmt(bob, 'TRUNCATE orders', 'parse', 'd2'));
-    const ambiguous = denied(await hook.bind(bind(bob, 'd2', H1)));
+    const ambiguous = denied(await bindOn(hook, bind(bob, 'd2', H1)));
     assert.equal(ambiguous.sqlstate, 'WA001');
     assert.match(ambiguous.message, /approval:ambiguous-statement.*new name/);
   });
@@ -178,7 +186,7 @@ describe('approvals at Bind (policy hook)', () => {
     await svc.approve(id, 'carol');
     assert.equal((await hook.check(stmt(bob, prep, 'simple'))).action, 'allow');
     // The approval was for preparing it: executing it through a protocol Bind needs its own approval.
-    const viaBind = denied(await hook.bind(bind(bob, 'p1', H1)));
+    const viaBind = denied(await bindOn(hook, bind(bob, 'p1', H1)));
     assert.equal(viaBind.sqlstate, 'WA001');
     assert.notEqual(idOf(viaBind.message), id);
     assert.equal(svc.get(idOf(viaBind.message))?.statement?.sql, prep);
@@ -189,7 +197,7 @@ describe('approvals at Bind (policy hook)', () => {
     const sql = 'UPDATE orders SET amount = 0';
     await hook.check(stmt(bob, sql, 'parse', 'w'));
     const notices: string[] = [];
-    const held = hook.bind(bind(bob, 'w', H1, { notice: (m) => void notices.push(m) }));
+    const held = bindOn(hook, bind(bob, 'w', H1, { notice: (m) => void notices.push(m) }));
     assert.ok(held instanceof Promise);
     for (let i = 0; i < 100 && notices.length === 0; i++) await new Promise((r) => setTimeout(r, 10));
     const id = idOf(notices[0] ?? '');
@@ -202,10 +210,19 @@ describe('approvals at Bind (policy hook)', () => {
     assert.equal(decisionOf(v).approvalRequest, id);
 
     const abort = new AbortController();
-    const cancelled = hook.bind(bind(bob, 'w', H2, { signal: abort.signal, notice: () => undefined }));
+    const cancelled = bindOn(hook, bind(bob, 'w', H2, { signal: abort.signal, notice: () => undefined }));
     setTimeout(() => abort.abort(), 50);
     const c = denied(await cancelled);
     assert.equal(c.sqlstate, '57014');
+  });
+
+  it('without an approvals service the hook has no bind (sessions forward Binds unexamined)', async () => {
+    const plain = await createPolicyHook(TARGET, POLICY, { catalog: CatalogCache.forTarget(TARGET) });
+    hooks.push(plain);
+    assert.equal(typeof plain.bind, 'undefined');
+    // ...and the Parse of a statement that needs approval is refused outright.
+    const v = denied(await plain.check(stmt(session('bob', 's-plain'), 'DELETE FROM orders', 'parse', '')));
+    assert.equal(v.sqlstate, 'WA001');
   });
 
   it('the gates end with the session and survive a policy swap', async () => {
@@ -217,8 +234,8 @@ describe('approvals at Bind (policy hook)', () => {
     });
     hooks.push(next);
     next.inheritSessions(hook);
-    assert.equal(denied(await next.bind(bind(bob, 'e', H1))).sqlstate, 'WA001');
+    assert.equal(denied(await bindOn(next, bind(bob, 'e', H1))).sqlstate, 'WA001');
     hook.sessionClosed('s-end');
-    assert.equal(hook.bind(bind(bob, 'e', H1)), undefined);
+    assert.equal(bindOn(hook, bind(bob, 'e', H1)), undefined);
   });
 });

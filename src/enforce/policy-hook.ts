@@ -99,9 +99,10 @@ export interface PolicyHook extends StatementHook {
   check(request: StatementRequest): Promise<StatementVerdict>;
   /**
    * A Bind of a statement whose Parse the policy sent to approval: decided here, bound to the parameters' hash
-   * (run if an approval for this exact text and these parameters can be claimed; else refused or held).
+   * (run if an approval for this exact text and these parameters can be claimed; else refused or held). Present
+   * only with an approvals service (without one, such a Parse is refused), so sessions skip Binds otherwise.
    */
-  bind(request: BindRequest): Promise<StatementVerdict | undefined> | StatementVerdict | undefined;
+  bind?(request: BindRequest): Promise<StatementVerdict | undefined> | StatementVerdict | undefined;
   /** Forget a session's prepared statements (wire to SessionEvents.closed). */
   sessionClosed(sessionId: string): void;
   /** Number of sessions whose prepared statements are tracked (tests, metrics). */
@@ -214,6 +215,8 @@ class Hook implements PolicyHook {
    * the old body may still be the one that runs). INVARIANT: a Bind of a name listed here never runs unapproved.
    */
   private readonly gated = new Map<string, Map<string, readonly GatedBody[]>>();
+  /** Set only with an approvals service: a session forwards Binds unexamined when its hook has no `bind`. */
+  readonly bind?: (req: BindRequest) => Promise<StatementVerdict | undefined> | undefined;
   private readonly searchPath: readonly string[];
   private readonly maxSessions: number;
 
@@ -226,6 +229,8 @@ class Hook implements PolicyHook {
     this.decisions = new DecisionCache(opts.decisionCacheSize ?? 10_000);
     this.searchPath = target.searchPath;
     this.maxSessions = opts.maxSessions ?? 10_000;
+    const approvals = opts.approvals;
+    if (approvals !== undefined) this.bind = (req) => this.bindGate(approvals, req);
   }
 
   get trackedSessions(): number {
@@ -251,9 +256,10 @@ class Hook implements PolicyHook {
     return verdict;
   }
 
-  bind(req: BindRequest): Promise<StatementVerdict | undefined> | undefined {
-    const approvals = this.opts.approvals;
-    if (approvals === undefined) return undefined;
+  private bindGate(
+    approvals: ApprovalService,
+    req: BindRequest,
+  ): Promise<StatementVerdict | undefined> | undefined {
     const bodies = this.gated.get(req.session.sessionId)?.get(req.statementName);
     if (bodies === undefined || bodies.length === 0) return undefined;
     return this.bindGated(approvals, req, bodies).then(
