@@ -733,7 +733,7 @@ describe('MySQL front end against MariaDB', async () => {
     assert.equal(r.code, 0, r.stderr);
   });
 
-  it('the upstream connector speaks caching_sha2_password (against Warden itself): RSA, TLS, fast, wrong', async () => {
+  it('the upstream connector speaks caching_sha2_password (against Warden itself): full over TLS, fast, wrong', async () => {
     const plain = { host: '127.0.0.1', port, tls: 'disable' as const };
     const verified = {
       host: '127.0.0.1',
@@ -742,14 +742,7 @@ describe('MySQL front end against MariaDB', async () => {
       caFile: pki.caCert,
       serverName: 'localhost',
     };
-    // carol never logged in: full authentication with the server's RSA key (plaintext connection).
-    const viaRsa = await connectMysqlUpstream(
-      plain,
-      { user: 'carol', password: CAROL },
-      { database: 'shop' },
-    );
-    assert.equal(viaRsa.tls, false);
-    viaRsa.socket.destroy();
+    // carol never logged in: full authentication, the password inside verified TLS.
     const viaTls = await connectMysqlUpstream(
       verified,
       { user: 'carol', password: CAROL },
@@ -757,9 +750,17 @@ describe('MySQL front end against MariaDB', async () => {
     );
     assert.ok(viaTls.tls);
     viaTls.socket.destroy();
-    // A wrong password fails even though carol's hash is cached (the miss falls back to full authentication).
+    // Now cached: the scramble alone suffices, even without TLS.
+    const fast = await connectMysqlUpstream(plain, { user: 'carol', password: CAROL }, { database: 'shop' });
+    assert.equal(fast.tls, false);
+    fast.socket.destroy();
+    // A wrong password misses the cache; full authentication follows and fails (or is refused without TLS).
     await assert.rejects(
       connectMysqlUpstream(plain, { user: 'carol', password: 'nope' }, { database: 'shop' }),
+      /could not authenticate|only over TLS/,
+    );
+    await assert.rejects(
+      connectMysqlUpstream(verified, { user: 'carol', password: 'nope' }, { database: 'shop' }),
       /could not authenticate/,
     );
   });

@@ -84,7 +84,8 @@ export const SERVER_VERSION = '8.0.40-Warden';
 
 /**
  * What the front end advertises. INVARIANT: never LOCAL_FILES (LOAD DATA LOCAL), COMPRESS/ZSTD, QUERY_ATTRIBUTES,
- * OPTIONAL_RESULTSET_METADATA, SESSION_TRACK, or anything else not implemented here. SSL only with a certificate.
+ * OPTIONAL_RESULTSET_METADATA, or anything else not implemented here. SSL only with a certificate. SESSION_TRACK only
+ * changes the layout of OK packets after the status flags (relayed verbatim), so it is offered and passed on.
  */
 export const FRONT_CAPABILITIES =
   CAP.LONG_PASSWORD |
@@ -101,7 +102,8 @@ export const FRONT_CAPABILITIES =
   CAP.PLUGIN_AUTH |
   CAP.CONNECT_ATTRS |
   CAP.PLUGIN_AUTH_LENENC_CLIENT_DATA |
-  CAP.DEPRECATE_EOF;
+  CAP.DEPRECATE_EOF |
+  CAP.SESSION_TRACK;
 
 /** Collations passed upstream as the client asked: the utf8 families (and binary). Anything else becomes utf8mb4. */
 function upstreamCollation(id: number): number {

@@ -65,7 +65,7 @@ export interface MysqlUpstreamConnection {
 
 /** Capability bits a client's choice may switch on upstream: they change result formats, never what runs where. */
 export const PASSABLE_CAPABILITIES =
-  CAP.FOUND_ROWS | CAP.MULTI_STATEMENTS | CAP.DEPRECATE_EOF | CAP.INTERACTIVE;
+  CAP.FOUND_ROWS | CAP.MULTI_STATEMENTS | CAP.DEPRECATE_EOF | CAP.INTERACTIVE | CAP.SESSION_TRACK;
 
 /** What Warden always asks for. */
 const BASE_CAPABILITIES =
