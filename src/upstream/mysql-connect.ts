@@ -3,8 +3,9 @@
 //
 // Life of a connect: TCP → HandshakeV10 → (SSLRequest → TLS, per the target's tls.mode) → HandshakeResponse41
 // with a fixed, safe capability set (never LOCAL_FILES, compression, query attributes, ...) and the target
-// database → mysql_native_password or caching_sha2_password (fast path, or full: cleartext only over TLS,
-// otherwise RSA with the server's public key), AuthSwitchRequest followed → OK.
+// database → mysql_native_password or caching_sha2_password (fast path, or full: cleartext only over TLS; never
+// RSA with a public key fetched over plain TCP, which anyone in the middle could replace), AuthSwitchRequest
+// followed → OK.
 
 import net from 'node:net';
 import tls from 'node:tls';
@@ -21,13 +22,7 @@ import {
   encodeSslRequest,
   type HandshakeV10,
 } from '../wire/mysql/codec.js';
-import {
-  CACHING_SHA2_PLUGIN,
-  NATIVE_PLUGIN,
-  encryptRsaPassword,
-  nativeScramble,
-  sha2Scramble,
-} from '../identity/mysql-auth.js';
+import { CACHING_SHA2_PLUGIN, NATIVE_PLUGIN, nativeScramble, sha2Scramble } from '../identity/mysql-auth.js';
 import type { UpstreamLogin, UpstreamTlsMode } from './pg-connect.js';
 
 export interface MysqlEndpoint {
@@ -351,25 +346,18 @@ export async function connectMysqlUpstream(
         const data = p.payload.subarray(1);
         if (data.length === 1 && data[0] === 0x03) continue; // fast auth success; the OK follows
         if (data.length === 1 && data[0] === 0x04) {
-          // Full authentication: the cleartext only inside TLS; otherwise encrypted with the server's key.
+          // Full authentication: the cleartext only inside TLS.
           if (useTls) {
             socket.write(packet(seq, Buffer.concat([Buffer.from(password, 'utf8'), Buffer.from([0])])));
             continue;
           }
-          socket.write(packet(seq, Buffer.from([0x02])));
-          const keyPkt = await pump.next(timeout);
-          seq = (keyPkt.lastSeq + 1) & 0xff;
-          if (keyPkt.payload[0] !== 0x01)
-            throw new WardenError('UPSTREAM_UNAVAILABLE', 'upstream did not send its public key');
-          const pem = keyPkt.payload.subarray(1);
-          let enc: Buffer;
-          try {
-            enc = encryptRsaPassword(pem, password, scramble);
-          } catch {
-            throw new WardenError('UPSTREAM_UNAVAILABLE', 'upstream sent an unusable public key');
-          }
-          socket.write(packet(seq, enc));
-          continue;
+          // INVARIANT: no password for a key anyone could have sent. The public key comes over the same unencrypted,
+          // unauthenticated connection: someone in the middle would send theirs and decrypt the password (MySQL's
+          // own client refuses this too unless told --get-server-public-key). Use TLS towards this target.
+          throw new WardenError(
+            'UPSTREAM_UNAVAILABLE',
+            'upstream requires full caching_sha2_password authentication, which Warden performs only over TLS; set tls.mode on the target',
+          );
         }
       }
       throw new WardenError('UPSTREAM_UNAVAILABLE', 'unexpected packet from upstream during authentication');
