@@ -494,14 +494,15 @@ export function decodeEntry(bytes: Uint8Array): AuditEntry {
   } catch (e) {
     throw new EntryError(`entry is not UTF-8 JSON: ${(e as Error).message}`);
   }
-  validateEntry(value);
-  // `text` is the exact decoding of valid UTF-8 and canonical text is well-formed (lone surrogates are escaped),
-  // so comparing the strings is comparing the bytes.
+  // The fast path validates as it encodes (an entry it encodes is one validateEntry accepts). `text` is the
+  // exact decoding of valid UTF-8 and canonical text is well-formed (lone surrogates are escaped), so comparing
+  // the strings is comparing the bytes.
   const fast = encodeFast(value);
   if (fast !== undefined) {
     if (fast !== text) throw new EntryError('entry bytes are not canonical');
-    return value;
+    return value as AuditEntry;
   }
+  validateEntry(value);
   const again = canonicalJson(value);
   if (!Buffer.from(again).equals(bytes)) throw new EntryError('entry bytes are not canonical');
   return value;
