@@ -266,14 +266,29 @@ export async function runSoak(o: SoakOptions): Promise<SoakResults> {
       const warm = await connect();
       await warm.query('SELECT abalance FROM pgbench_accounts WHERE aid = 1');
       await sleep(1500);
-      const baseline = serve.rss() / MiB;
-      o.log(`soak: opening ${nodeSessions} node-postgres sessions (idle)`);
-      for (let i = 1; i < nodeSessions; i += 50) {
-        await Promise.all(Array.from({ length: Math.min(50, nodeSessions - i) }, () => connect()));
+      // RSS moves with garbage collection by more than an idle session costs, so: the median of a few samples at
+      // each of five steps of idle sessions, and the least-squares slope of RSS over the number of sessions.
+      const settled = async (): Promise<number> => {
+        await sleep(1000);
+        const xs: number[] = [];
+        for (let k = 0; k < 5; k++) {
+          xs.push(serve.rss() / MiB);
+          await sleep(200);
+        }
+        return xs.sort((a, b) => a - b)[2] as number;
+      };
+      const steps: [number, number][] = [[1, await settled()]];
+      const baseline = steps[0]?.[1] ?? 0;
+      o.log(`soak: opening ${nodeSessions} node-postgres sessions (idle), in four steps`);
+      for (let step = 1; step <= 4; step++) {
+        const target = Math.round((nodeSessions * step) / 4);
+        while (clients.length < target) {
+          await Promise.all(Array.from({ length: Math.min(50, target - clients.length) }, () => connect()));
+        }
+        steps.push([clients.length, await settled()]);
       }
-      await sleep(2000);
-      const withIdle = serve.rss() / MiB;
-      const perIdleKiB = ((withIdle - baseline) * 1024) / Math.max(1, nodeSessions - 1);
+      const withIdle = steps[steps.length - 1]?.[1] ?? baseline;
+      const perIdleKiB = slope(steps) * 1024;
       o.log(
         `soak: RSS ${baseline.toFixed(1)} MiB → ${withIdle.toFixed(1)} MiB with ${nodeSessions} idle sessions (${perIdleKiB.toFixed(0)} KiB each)`,
       );
@@ -446,7 +461,9 @@ export function printSoak(r: SoakResults): void {
       ['gateway RSS slope under traffic (MiB/min)', fmt(r.memory.slopeMiBPerMin, 2)],
       ['SIGTERM drain, exit 0', r.cleanExit ? 'yes' : 'no'],
     ],
-    notes: [`Memory per idle session = (RSS with ${r.nodeSessions} idle sessions − baseline) / sessions.`],
+    notes: [
+      `Memory per idle session: slope of gateway RSS (median of 5 samples) over 1, ¼, ½, ¾ and all ${r.nodeSessions} idle sessions.`,
+    ],
   });
   for (const s of r.errorSamples) process.stdout.write(`  error: ${s}\n`);
 }
