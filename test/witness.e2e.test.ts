@@ -176,10 +176,11 @@ describe('witness submission from the gateway (end to end)', () => {
     }
     const size = g.gateway.audit!.size;
     assert.ok(size >= 20, `the log holds the statements (${size})`);
-    const status = await until('both live witnesses cosigned the statements', () => {
+    const status = await until('both live witnesses cosigned; the dead one failed', () => {
       const s = g.gateway.witnessStatus();
       const live = s.filter((x) => x.name !== 'witness.e2e/w3');
-      return live.length === 2 && live.every((x) => x.cosignedSize >= size) ? s : undefined;
+      const failed = s.some((x) => x.name === 'witness.e2e/w3' && x.consecutiveFailures >= 1);
+      return failed && live.length === 2 && live.every((x) => x.cosignedSize >= size) ? s : undefined;
     });
     const dead = status.find((x) => x.name === 'witness.e2e/w3')!;
     assert.equal(dead.cosignedSize, 0);
