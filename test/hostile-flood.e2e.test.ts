@@ -119,6 +119,7 @@ describe('hostile clients against a real warden serve process', () => {
     const gw = await serve({ startup_timeout_ms: 5000 });
     try {
       // 20 parallel guessers from 127.0.0.2 against alice, for 6 s.
+      const rss0 = gw.rss();
       const answers: { code: string; ms: number }[] = [];
       const until = Date.now() + 6000;
       const guessers = Array.from({ length: 20 }, async () => {
@@ -134,6 +135,8 @@ describe('hostile clients against a real warden serve process', () => {
       const refused = answers.filter((a) => a.code === '53300').length;
       const other = answers.filter((a) => a.code !== '28P01' && a.code !== '53300');
       assert.deepEqual(other, [], 'every guess is answered 28P01 or 53300');
+      const grew = gw.rss() - rss0;
+      assert.ok(grew < 150 * 1024 * 1024, `gateway RSS grew by ${(grew / 1048576).toFixed(1)} MiB`);
       // Unthrottled, 20 parallel guessers get hundreds of guesses evaluated in 6 s.
       assert.ok(evaluated <= 25, `${evaluated} guesses evaluated in 6 s (refused: ${refused})`);
       // The flooded user, with the right password, from another address: slowed (the user is under attack) but in.
