@@ -29,6 +29,8 @@ import { DecisionCache, decisionCacheKey, evaluate, loadPolicy } from '../policy
 import type { ApprovalRequirement, Decision, Denial, Policy } from '../policy/index.js';
 import { DDL_KINDS } from '../policy/catalog.js';
 import { CatalogCache } from './catalog-cache.js';
+import type { DialectDenial, SqlDialect } from './dialect.js';
+import type { Analysis } from '../sql/analyze.js';
 import type { ApprovalService } from '../approvals/service.js';
 import type { ApprovalRequest } from '../approvals/model.js';
 
@@ -54,6 +56,11 @@ export interface HookDecision {
 }
 
 export interface PolicyHookOptions {
+  /**
+   * The target's SQL dialect: analysis, rewriting, column catalog and the policy-version question. Default: the
+   * built-in PostgreSQL one (libpg-query). MySQL targets use src/enforce/mysql-dialect.ts.
+   */
+  readonly dialect?: SqlDialect;
   /** Column lists for the rewriter; default: a cache over the target's upstream (first login). */
   readonly catalog?: CatalogCache;
   /** Clock for time conditions; default: the request's `receivedAt`. */
@@ -424,10 +431,12 @@ class Hook implements PolicyHook {
 
   private async decide(req: StatementRequest): Promise<StatementVerdict> {
     // With the fast path, texts that differ only in literals share an analysis and a decision key (`shaped.key`).
-    const shaped =
-      this.opts.fastPath === false
-        ? { analysis: analyzeCached(req.sql, { searchPath: this.searchPath }), key: `t${req.sql}` }
-        : analyzeShaped(req.sql, { searchPath: this.searchPath });
+    const shaped: { analysis: Analysis; key: string; denied?: DialectDenial } =
+      this.opts.dialect !== undefined
+        ? this.opts.dialect.analyze(req.sql)
+        : this.opts.fastPath === false
+          ? { analysis: analyzeCached(req.sql, { searchPath: this.searchPath }), key: `t${req.sql}` }
+          : analyzeShaped(req.sql, { searchPath: this.searchPath });
     const analysis = shaped.analysis;
     if (analysis.error !== undefined) {
       // 42601 (syntax_error), not 42501: it is what PostgreSQL itself answers for unparsable SQL, so clients and
@@ -438,7 +447,12 @@ class Hook implements PolicyHook {
         ERRORS.SYNTAX_ERROR.sqlstate,
       );
     }
-    const shown = this.answerShow(analysis.statements);
+    // A construct the dialect always refuses (MySQL: executable comments, INTO OUTFILE, LOAD_FILE, sql_mode, ...).
+    if (shaped.denied !== undefined) return hookDenial(shaped.denied.rule, shaped.denied.reason);
+    const shown =
+      this.opts.dialect !== undefined
+        ? this.opts.dialect.answerShow(req.sql, this.opts.version)
+        : this.answerShow(analysis.statements);
     if (shown !== undefined) return shown;
     const sessionId = req.session.sessionId;
     // Prepared statements as they will be once this string ran: PREPARE adds, DEALLOCATE / DISCARD ALL remove.
@@ -698,7 +712,10 @@ class Hook implements PolicyHook {
       this.rewrites.set(rkey, hit);
       return hit;
     }
-    const out = await rewrite(sql, protections, { searchPath: this.searchPath });
+    const out =
+      this.opts.dialect !== undefined
+        ? await this.opts.dialect.rewrite(sql, protections, this.policy)
+        : await rewrite(sql, protections, { searchPath: this.searchPath });
     this.rewrites.set(rkey, out);
     if (this.rewrites.size > REWRITE_CACHE_MAX) {
       const oldest = this.rewrites.keys().next();
@@ -784,8 +801,9 @@ export async function createPolicyHook(
   policy: Policy,
   opts: PolicyHookOptions = {},
 ): Promise<PolicyHook> {
-  await initSqlAnalyser();
-  const catalog = opts.catalog ?? CatalogCache.forTarget(target);
+  if (opts.dialect !== undefined) await opts.dialect.init();
+  else await initSqlAnalyser();
+  const catalog = opts.catalog ?? opts.dialect?.catalog(target) ?? CatalogCache.forTarget(target);
   return new Hook(target, policy, catalog, opts);
 }
 
