@@ -123,3 +123,22 @@ void test('addresses are keyed per IPv4 host and per IPv6 /64', () => {
   assert.equal(t.delayMs('2001:db8:1:2:ffff::3', 'c'), 500);
   assert.equal(t.delayMs('2001:db8:1:3::1', 'c'), 0);
 });
+
+void test('at most maxWaitingPerAddress slowed attempts wait per address; releases are idempotent', () => {
+  const t = new AuthThrottle({ maxWaitingPerAddress: 2 });
+  const a = t.enterDelay('192.0.2.1');
+  const b = t.enterDelay('::ffff:192.0.2.1'); // the same address, IPv4-mapped
+  assert.ok(a && b);
+  assert.equal(t.enterDelay('192.0.2.1'), null);
+  const other = t.enterDelay('192.0.2.2');
+  assert.ok(other, 'another address is not affected');
+  other();
+  a();
+  a(); // a second release must not free a second slot
+  const c = t.enterDelay('192.0.2.1');
+  assert.ok(c);
+  assert.equal(t.enterDelay('192.0.2.1'), null);
+  b();
+  c();
+  assert.ok(t.enterDelay('192.0.2.1'));
+});
