@@ -19,6 +19,8 @@ import { listenPg, serverTlsContext, type PgListener } from './listener/pg-liste
 import { listenMysql, type MysqlListener } from './listener/mysql-listener.js';
 import { FastAuthCache, loadOrCreateRsaKeys } from './identity/mysql-auth.js';
 import { createPolicyHook, type PolicyHook } from './enforce/policy-hook.js';
+import { mysqlDialect } from './enforce/mysql-dialect.js';
+import type { SqlDialect } from './enforce/dialect.js';
 import { loadPolicy } from './policy/load.js';
 import type { Policy } from './policy/model.js';
 import { createApprovalService, type ApprovalService } from './approvals/service.js';
@@ -465,8 +467,9 @@ export async function startGateway(config: GatewayConfig, opts: GatewayOptions =
     }
     const v = loaded.verified;
     const info = runningFromBundle(t.name, v, now(), loaded.root);
-    const catalog = CatalogCache.forTarget(t);
+    const catalog = dialectOf(t)?.catalog(t) ?? CatalogCache.forTarget(t);
     const policyHook = await createPolicyHook(t, v.policy, {
+      ...dialectOption(t),
       catalog,
       version: { label: info.label, hash: info.hash },
       approvals: await approvalsFor(t, v.policy),
@@ -527,14 +530,6 @@ export async function startGateway(config: GatewayConfig, opts: GatewayOptions =
       }
     }
     for (const t of config.targets.values()) {
-      // MYSQL-DIALECT-GUARD: until createPolicyHook analyses MySQL statements, a MySQL target never runs a policy
-      // it cannot enforce; only allow_all (tests, bring-up) or a caller's own hook.
-      if (t.engine === 'mysql' && t.policy.kind !== 'allow_all' && !opts.hookFor) {
-        throw new WardenError(
-          'CONFIG_INVALID',
-          `target "${t.name}" is a MySQL target with a policy, but this build cannot enforce policies on MySQL yet; refusing to start rather than run it unprotected`,
-        );
-      }
       let hook: StatementHook;
       if (opts.hookFor) {
         const info: RunningPolicy = { target: t.name, kind: 'custom', label: 'allow_all', hash: '' };
@@ -550,6 +545,7 @@ export async function startGateway(config: GatewayConfig, opts: GatewayOptions =
         const policy = loadPolicy(t.policy.path);
         compiled.set(t.name, policy);
         const p = await createPolicyHook(t, policy, {
+          ...dialectOption(t),
           version: { label: info.label, hash: digest },
           approvals: await approvalsFor(t, policy),
         });
@@ -599,6 +595,7 @@ export async function startGateway(config: GatewayConfig, opts: GatewayOptions =
       // The new generation is complete before anything is persisted or swapped.
       const approvals = approvalServices.get(t.name);
       next = await createPolicyHook(t, v.policy, {
+        ...dialectOption(t),
         catalog: b.catalog,
         version: { label: info.label, hash: info.hash },
         ...(approvals !== undefined ? { approvals } : {}),
@@ -871,4 +868,14 @@ function policyFolderDigest(folder: string): string {
       .update('\0');
   }
   return `sha256:${h.digest('hex')}`;
+}
+
+/** The SQL dialect of a target's policy hook: MySQL/MariaDB targets get the MySQL one, PostgreSQL the built-in one. */
+function dialectOf(t: TargetConfig): SqlDialect | undefined {
+  return t.engine === 'mysql' ? mysqlDialect(t) : undefined;
+}
+
+function dialectOption(t: TargetConfig): { dialect?: SqlDialect } {
+  const d = dialectOf(t);
+  return d === undefined ? {} : { dialect: d };
 }
