@@ -597,6 +597,7 @@ export class PgSession {
       this.processing = false;
     }
     if (this.queue.length > 0 && this.phase === 'ready') this.kick();
+    else if (this.draining && this.phase === 'ready' && this.isIdle()) this.shutdown();
   }
 
   private forward(raw: Buffer): void {
