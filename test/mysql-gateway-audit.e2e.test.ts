@@ -15,7 +15,7 @@ import { createMariadbFixture, mariadbAvailable, type MariadbFixture } from './h
 
 const PW = 'audit-mysql-pw';
 
-describe('MySQL front end and the audit log', async () => {
+describe('MySQL front end and the audit log', { timeout: 120_000 }, async () => {
   if (!(await mariadbAvailable())) {
     it('needs the shared MariaDB on 127.0.0.1:3306', { skip: 'MariaDB is not available' }, () => undefined);
     return;

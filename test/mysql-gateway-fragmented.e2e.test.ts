@@ -63,7 +63,7 @@ async function startChoppingProxy(): Promise<{ port: number; close(): Promise<vo
   };
 }
 
-describe('MySQL front end with a fragmented upstream stream', async () => {
+describe('MySQL front end with a fragmented upstream stream', { timeout: 120_000 }, async () => {
   if (!(await mariadbAvailable())) {
     it('needs the shared MariaDB on 127.0.0.1:3306', { skip: 'MariaDB is not available' }, () => undefined);
     return;

@@ -203,7 +203,7 @@ async function readResult(
   }
 }
 
-describe('MySQL front end against MariaDB', async () => {
+describe('MySQL front end against MariaDB', { timeout: 600_000 }, async () => {
   if (!(await mariadbAvailable())) {
     it('needs the shared MariaDB on 127.0.0.1:3306', { skip: 'MariaDB is not available' }, () => undefined);
     return;
