@@ -786,6 +786,64 @@ describe('MySQL front end against MariaDB', { timeout: 600_000 }, async () => {
     assert.match(wrong.stderr, /ERROR 1045 \(28000\)/);
   });
 
+  it('over max_connections a client gets ERR 1040 before the handshake', async () => {
+    const small = await startGateway(
+      buildGatewayConfig(
+        {
+          listen: { host: '127.0.0.1', port: 0 },
+          mysql_listen: { host: '127.0.0.1', port: 0 },
+          limits: { max_connections: 1 },
+          state_dir: join(dir, 'state-small'),
+          users: [
+            {
+              name: 'nat',
+              kind: 'service',
+              scram_verifier: createVerifier(NAT),
+              mysql_native_hash: formatNativeHash(NAT),
+              logins: { shop: 'app' },
+            },
+          ],
+          targets: [
+            {
+              name: 'shop',
+              engine: 'mysql',
+              host: '127.0.0.1',
+              port: 3306,
+              database: db.database,
+              logins: { app: { user: db.user, password_file: 'up.pw' } },
+              policy: 'allow_all',
+            },
+          ],
+        },
+        dir,
+      ),
+      { log: () => undefined },
+    );
+    try {
+      const sport = (small.mysql as NonNullable<Gateway['mysql']>).port;
+      const first = await mysql.createConnection({
+        host: '127.0.0.1',
+        port: sport,
+        user: 'nat',
+        password: NAT,
+        database: 'shop',
+      });
+      await assert.rejects(
+        mysql.createConnection({
+          host: '127.0.0.1',
+          port: sport,
+          user: 'nat',
+          password: NAT,
+          database: 'shop',
+        }),
+        (e: mysql.QueryError) => e.errno === 1040,
+      );
+      await first.end();
+    } finally {
+      await small.close(1000);
+    }
+  });
+
   it('TLS required: plaintext is refused before authentication', async () => {
     const sport = (strict.mysql as NonNullable<Gateway['mysql']>).port;
     await assert.rejects(

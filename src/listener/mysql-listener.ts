@@ -2,6 +2,15 @@
 
 import net from 'node:net';
 import { MysqlSession, type MysqlSessionDeps } from '../session/mysql-session.js';
+import { ER } from '../wire/mysql/constants.js';
+import { encodeErr } from '../wire/mysql/codec.js';
+import { packet } from '../wire/mysql/framing.js';
+
+/** Sent instead of the handshake to a connection over `limits.max_connections` (the server's own errno), then closed. */
+const TOO_MANY = packet(
+  0,
+  encodeErr({ errno: ER.CON_COUNT, sqlstate: '08004', message: 'Too many connections' }),
+);
 
 export interface MysqlListener {
   readonly host: string;
@@ -22,8 +31,11 @@ export async function listenMysql(
   const server = net.createServer({ noDelay: true }, (socket) => {
     socket.on('error', () => socket.destroy());
     if (sessions.size >= maxConnections) {
-      // Refuse before any protocol exchange; the client sees a closed connection.
-      socket.destroy();
+      // Refused before any exchange with ERR 1040, as a MySQL server does; input is drained so the close is clean,
+      // and the socket never lingers (a flood of refused sockets must not hold resources).
+      socket.resume();
+      socket.end(TOO_MANY, () => socket.destroy());
+      setTimeout(() => socket.destroy(), 1000).unref();
       return;
     }
     try {
