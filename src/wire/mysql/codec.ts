@@ -571,8 +571,8 @@ function readBinaryValue(r: PayloadReader, type: number): Buffer {
       r.pos -= 1;
       return r.bytes(n + 1);
     }
-    default: // Strings, decimals, blobs, JSON, BIT, ENUM, SET, GEOMETRY: a length-encoded string.
-    {
+    default: {
+      // Strings, decimals, blobs, JSON, BIT, ENUM, SET, GEOMETRY: a length-encoded string.
       const start = r.pos;
       const n = r.lenenc();
       r.skip(n);
