@@ -312,6 +312,12 @@ function rewriteStatement(
       `the rewritten statement is not understood (${again.statements[0]?.summary.unsupported ?? ''})`,
     );
   }
+  // Placeholders bind by position: the rewrite must keep their number (and sqlify keeps clause order).
+  const params = (x: AnalyzedStatement | undefined): number =>
+    x?.lexed.tokens.filter((t) => t.kind === 'param').length ?? -1;
+  if (params(again.statements[0]) !== params(s)) {
+    throw refuse('the rewritten statement has a different number of parameters');
+  }
   const skip = new Set(protections.keys());
   if (accessKeys(again, skip).join('|') !== accessKeys({ statements: [s] }, skip).join('|')) {
     throw refuse('the rewritten statement accesses other tables than the original');
