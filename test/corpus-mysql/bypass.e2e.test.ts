@@ -138,6 +138,53 @@ describe('mysql bypass corpus', () => {
   }
 });
 
+/** The gateway configuration of the corpus: the three users, one MySQL target with the corpus policy folder. */
+function configFor(stateDir: string): ReturnType<typeof buildGatewayConfig> {
+  const users = (Object.keys(PRINCIPALS) as CorpusUser[]).map((u) => ({
+    name: u,
+    kind: PRINCIPALS[u].kind,
+    groups: [...PRINCIPALS[u].groups],
+    scram_verifier: createVerifier(PASSWORDS[u]),
+    logins: { [DB]: 'root' },
+  }));
+  return buildGatewayConfig(
+    {
+      listen: { host: '127.0.0.1', port: 0 },
+      mysql_listen: { host: '127.0.0.1', port: 0 },
+      state_dir: stateDir,
+      users,
+      targets: [
+        {
+          name: DB,
+          engine: 'mysql',
+          host: MARIADB.host,
+          port: MARIADB.port,
+          database: DB,
+          environment: 'test',
+          logins: { root: { user: 'root' } },
+          policy: { folder: POLICY_DIR },
+        },
+      ],
+    },
+    stateDir,
+  );
+}
+
+/** Connects a corpus user to a gateway's MySQL front end (multi-statements on). */
+function viaGateway(g: Gateway): (user: CorpusUser) => Promise<mysql.Connection> {
+  const port = (g.mysql as NonNullable<Gateway['mysql']>).port;
+  return (user) =>
+    mysql.createConnection({
+      host: '127.0.0.1',
+      port,
+      user,
+      password: PASSWORDS[user],
+      database: DB,
+      multipleStatements: true,
+      supportBigNumbers: true,
+    });
+}
+
 describe('mysql bypass corpus through the gateway', () => {
   let root: mysql.Connection;
   let seed: Seed;
@@ -150,50 +197,47 @@ describe('mysql bypass corpus through the gateway', () => {
     seed = makeSeed();
     await seedDatabase(root, seed);
     dir = mkdtempSync(join(tmpdir(), 'warden-mysql-corpus-'));
-    const users = (Object.keys(PRINCIPALS) as CorpusUser[]).map((u) => ({
-      name: u,
-      kind: PRINCIPALS[u].kind,
-      groups: [...PRINCIPALS[u].groups],
-      scram_verifier: createVerifier(PASSWORDS[u]),
-      logins: { [DB]: 'root' },
-    }));
-    const cfg = buildGatewayConfig(
-      {
-        listen: { host: '127.0.0.1', port: 0 },
-        mysql_listen: { host: '127.0.0.1', port: 0 },
-        state_dir: join(dir, 'state'),
-        users,
-        targets: [
-          {
-            name: DB,
-            engine: 'mysql',
-            host: MARIADB.host,
-            port: MARIADB.port,
-            database: DB,
-            environment: 'test',
-            logins: { root: { user: 'root' } },
-            policy: { folder: POLICY_DIR },
-          },
-        ],
-      },
-      dir,
-    );
+    const cfg = configFor(join(dir, 'state'));
     gw = await startGateway(cfg, { log: () => undefined });
-    const port = (gw.mysql as NonNullable<Gateway['mysql']>).port;
-    const gateway = (user: CorpusUser): Promise<mysql.Connection> =>
-      mysql.createConnection({
-        host: '127.0.0.1',
-        port,
-        user,
-        password: PASSWORDS[user],
-        database: DB,
-        multipleStatements: true,
-        supportBigNumbers: true,
-      });
+    const gateway = viaGateway(gw);
     const noHook: StatementHook = {
       check: () => ({ action: 'deny', sqlstate: '42501', message: 'unused' }),
     };
     env = { hook: noHook, root, connect, principals: PRINCIPALS, forbidden: forbiddenFor(seed), gateway };
+  });
+
+  it('self-check through the gateway: a gateway that allows everything is caught', async () => {
+    const open = await startGateway(configFor(join(dir, 'state-open')), {
+      hookFor: () => ({ check: () => ({ action: 'allow' }) }),
+      log: () => undefined,
+    });
+    try {
+      const env2 = { ...env, gateway: viaGateway(open) };
+      const leak = CASES.find((c) => c.sql === 'SELECT `value` FROM `secrets`') as Case;
+      const write = CASES.find((c) => c.sql === 'DELETE FROM ledger' && c.category === 'append-only') as Case;
+      const leaked = await runCase(leak, env2);
+      assert.ok(
+        leaked.problems.some((p) => p.startsWith('canary leaked')),
+        leaked.problems.join('; '),
+      );
+      assert.ok(
+        leaked.problems.some((p) => p.startsWith('expected a denial')),
+        leaked.problems.join('; '),
+      );
+      const wrote = await runCase(write, env2);
+      assert.ok(wrote.problems.includes('database state changed'), wrote.problems.join('; '));
+      const mode = CASES.find((c) => c.sql === "SET sql_mode = 'ANSI_QUOTES'") as Case;
+      const changed = await runCase(mode, env2);
+      assert.ok(
+        changed.problems.some((p) => p.startsWith('session state changed')),
+        changed.problems.join('; '),
+      );
+    } finally {
+      await open.close(1000);
+    }
+    seed = makeSeed();
+    await seedDatabase(root, seed);
+    env = { ...env, forbidden: forbiddenFor(seed) };
   });
 
   after(async () => {
