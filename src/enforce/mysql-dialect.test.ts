@@ -3,7 +3,7 @@ import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import mysql from 'mysql2/promise';
 import type { TargetConfig } from '../config/gateway-config.js';
-import { mysqlDialect } from './mysql-dialect.js';
+import { mysqlDialect, sqlModeProblem } from './mysql-dialect.js';
 
 const DB = `wdialect_${process.pid}`;
 const TARGET: TargetConfig = {
@@ -64,6 +64,15 @@ describe('mysql dialect', () => {
     assert.deepEqual(rows, [{ Variable_name: 'warden.policy_version', Value: '7 ab' }]);
     assert.equal(d.answerShow('SELECT 1', { label: '7', hash: 'ab' }), undefined);
     assert.equal(d.answerShow("SHOW VARIABLES LIKE 'warden.policy_version'", undefined), undefined);
+  });
+
+  it('refuses servers that read quotes differently from the pre-lexer; accepts this one', async () => {
+    assert.match(sqlModeProblem('STRICT_TRANS_TABLES,ANSI_QUOTES', '') ?? '', /ANSI_QUOTES/);
+    assert.match(sqlModeProblem('no_backslash_escapes', '') ?? '', /NO_BACKSLASH_ESCAPES/);
+    assert.match(sqlModeProblem('', "SET sql_mode='ANSI'") ?? '', /init_connect/);
+    assert.equal(sqlModeProblem('STRICT_TRANS_TABLES,NO_ENGINE_SUBSTITUTION', ''), undefined);
+    await mysqlDialect(TARGET).init();
+    await mysqlDialect({ ...TARGET, port: 1 }).init(); // unreachable: not an error at start
   });
 
   it('analyses with the target database and passes hard denials on', () => {

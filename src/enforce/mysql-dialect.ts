@@ -98,9 +98,20 @@ function mysqlProtection(key: string, p: TableProtection, policy: Policy): Mysql
   };
 }
 
+/** Why a server's global sql_mode / init_connect makes it read SQL differently from the pre-lexer, if it does. */
+export function sqlModeProblem(mode: string, initConnect: string): string | undefined {
+  const modes = mode.toUpperCase().split(',');
+  const bad = ['ANSI_QUOTES', 'NO_BACKSLASH_ESCAPES', 'ANSI'].filter((m) => modes.includes(m));
+  if (bad.length > 0) return `the server's sql_mode has ${bad.join(', ')}`;
+  if (/sql_mode/i.test(initConnect)) return "the server's init_connect sets sql_mode";
+  return undefined;
+}
+
 export interface MysqlDialectOptions {
   /** Column cache options (tests pass `fetch`). */
   readonly catalog?: CatalogCacheOptions;
+  /** Check the server's global sql_mode at init (default true when the target names a server). */
+  readonly checkSqlMode?: boolean;
 }
 
 class MysqlDialect implements SqlDialect {
@@ -110,10 +121,53 @@ class MysqlDialect implements SqlDialect {
   constructor(
     private readonly database: string,
     private readonly opts: MysqlDialectOptions,
+    private readonly target: Partial<TargetConfig>,
   ) {}
 
-  init(): Promise<void> {
-    return Promise.resolve();
+  /**
+   * Best effort: refuses a target whose server reads SQL differently from the pre-lexer (global sql_mode with
+   * ANSI_QUOTES or NO_BACKSLASH_ESCAPES, or an init_connect that may set it). An unreachable server is not an
+   * error here (the gateway starts; its statements fail upstream until it is back).
+   */
+  async init(): Promise<void> {
+    const t = this.target;
+    if (
+      this.opts.checkSqlMode === false ||
+      t.host === undefined ||
+      t.logins === undefined ||
+      t.port === undefined ||
+      t.tls === undefined
+    )
+      return;
+    const first = t.logins.values().next();
+    if (first.done === true) return;
+    const ssl = mysqlSsl(t as TargetConfig);
+    let conn: mysql.Connection | undefined;
+    let row: { mode?: string | null; init?: string | null } | undefined;
+    try {
+      conn = await mysql.createConnection({
+        host: t.host,
+        port: t.port,
+        user: first.value.user,
+        ...(first.value.password !== undefined ? { password: first.value.password } : {}),
+        ...(ssl !== undefined ? { ssl } : {}),
+        connectTimeout: 3000,
+      });
+      const [rows] = await conn.query('SELECT @@GLOBAL.sql_mode AS mode, @@GLOBAL.init_connect AS init');
+      row = (rows as { mode?: string | null; init?: string | null }[])[0];
+    } catch {
+      return;
+    } finally {
+      await conn?.end().catch(() => undefined);
+    }
+    const problem = sqlModeProblem(row?.mode ?? '', row?.init ?? '');
+    if (problem !== undefined) {
+      throw new WardenError(
+        'CONFIG_INVALID',
+        `target "${t.name ?? this.database}": ${problem}, so it would read quotes differently from Warden's ` +
+          'analyser; remove it from the server configuration',
+      );
+    }
   }
 
   /** The full analysis (lexed statements and trees) of a text, cached by text. */
@@ -183,10 +237,10 @@ class MysqlDialect implements SqlDialect {
 
 /** The dialect of a MySQL/MariaDB target (its database resolves unqualified names). */
 export function mysqlDialect(
-  target: Pick<TargetConfig, 'database'>,
+  target: Pick<TargetConfig, 'database'> & Partial<TargetConfig>,
   opts: MysqlDialectOptions = {},
 ): SqlDialect & {
   full(sql: string): MysqlAnalysis;
 } {
-  return new MysqlDialect(target.database.toLowerCase(), opts);
+  return new MysqlDialect(target.database.toLowerCase(), opts, target);
 }
