@@ -9,13 +9,15 @@ import mysql from 'mysql2/promise';
 import type { Principal, StatementHook } from '../../src/core/context.js';
 import { buildGatewayConfig, type TargetConfig } from '../../src/config/gateway-config.js';
 import { createVerifier } from '../../src/identity/scram.js';
+import { formatNativeHash } from '../../src/identity/mysql-auth.js';
+import { runMariadb } from '../harness/mariadb.js';
 import { startGateway, type Gateway } from '../../src/main.js';
 import { loadPolicy } from '../../src/policy/index.js';
 import { createPolicyHook, type PolicyHook } from '../../src/enforce/policy-hook.js';
 import { mysqlDialect } from '../../src/enforce/mysql-dialect.js';
 import { CASES } from './cases.js';
 import type { Case, CorpusUser } from './model.js';
-import { runCase, type CorpusEnv } from './runner.js';
+import { findCanaries, runCase, type CorpusEnv } from './runner.js';
 import { DB, OTHER_DB, makeSeed, type Canary, type Seed } from './seed.js';
 
 const POLICY_DIR = fileURLToPath(new URL('./fixtures/policy/', import.meta.url));
@@ -145,6 +147,7 @@ function configFor(stateDir: string): ReturnType<typeof buildGatewayConfig> {
     kind: PRINCIPALS[u].kind,
     groups: [...PRINCIPALS[u].groups],
     scram_verifier: createVerifier(PASSWORDS[u]),
+    mysql_native_hash: formatNativeHash(PASSWORDS[u]),
     logins: { [DB]: 'root' },
   }));
   return buildGatewayConfig(
@@ -238,6 +241,29 @@ describe('mysql bypass corpus through the gateway', () => {
     seed = makeSeed();
     await seedDatabase(root, seed);
     env = { ...env, forbidden: forbiddenFor(seed) };
+  });
+
+  it('the real mariadb client through the gateway: masked, filtered rows; denials named', async () => {
+    const port = (gw.mysql as NonNullable<Gateway['mysql']>).port;
+    const cli = (user: CorpusUser, sql: string) =>
+      runMariadb({ port, user, password: PASSWORDS[user], database: DB, sql });
+    const rows = await cli('alice', 'SELECT id, ssn FROM customers ORDER BY id');
+    assert.equal(rows.code, 0, rows.stderr);
+    const lines = rows.stdout.trim().split('\n');
+    assert.equal(lines.length, 5, rows.stdout); // header + tenant 1 only
+    assert.match(lines[1] ?? '', /^1\t\*+1000$/);
+    assert.deepEqual(findCanaries([rows.stdout, rows.stderr], seed.canaries), []);
+    const denied = await cli('alice', 'SELECT 1; SELECT value FROM secrets');
+    assert.notEqual(denied.code, 0);
+    assert.match(denied.stderr, /denied by default-deny: no grant allows select on wcorpus\.secrets/);
+    assert.deepEqual(findCanaries([denied.stdout, denied.stderr], seed.canaries), []);
+    const outfile = await cli('alice', "SELECT id FROM orders INTO OUTFILE '/tmp/wcorpus-out-cli'");
+    assert.match(outfile.stderr, /denied by into-outfile/);
+    const version = await cli('bob', "SHOW VARIABLES LIKE 'warden.policy_version'");
+    assert.match(
+      version.stdout,
+      /^Variable_name\tValue\nwarden\.policy_version\tfolder sha256:[0-9a-f]{64}\n$/,
+    );
   });
 
   after(async () => {
