@@ -75,6 +75,21 @@ describe('mysql analyser', () => {
     assert.equal(one('DELETE FROM t WHERE a = 1').hasWhere, true);
   });
 
+  it('does not count a WHERE that restricts nothing (approval rules without_where)', () => {
+    for (const w of ['1', 'TRUE', 'a = a', 'a = 1 OR 1 = 1', 'EXISTS (SELECT id FROM o)', '(SELECT 1)']) {
+      assert.equal(one(`DELETE FROM t WHERE ${w}`).hasWhere, false, w);
+      assert.equal(one(`UPDATE t SET b = 1 WHERE ${w}`).hasWhere, false, w);
+    }
+    for (const w of [
+      'a = 1',
+      'a = 1 AND 1 = 1',
+      'a IN (SELECT id FROM o)',
+      'EXISTS (SELECT 1 FROM o WHERE o.id = t.a)',
+    ]) {
+      assert.equal(one(`DELETE FROM t WHERE ${w}`).hasWhere, true, w);
+    }
+  });
+
   it('reports DDL: TRUNCATE, RENAME, DROP, ALTER ... RENAME TO', () => {
     assert.deepEqual(rels(one('TRUNCATE ledger')), ['truncate:app.ledger']);
     assert.deepEqual(rels(one('RENAME TABLE a TO b')), ['alter:app.a', 'create:app.b']);

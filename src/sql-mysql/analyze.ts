@@ -1099,7 +1099,7 @@ function fromAst(ast: AstNode, s: LexedStatement, database: string): StatementSu
         wk.expr(o['expr'], scope);
       if (ast['limit'] !== null && ast['limit'] !== undefined)
         wk.expr((ast['limit'] as AstNode)['value'], scope);
-      wk.hasWhere = ast['where'] !== null && ast['where'] !== undefined;
+      wk.hasWhere = restrictsRows(ast['where'], tableAliases(scope));
       break;
     }
     case 'delete': {
@@ -1131,7 +1131,7 @@ function fromAst(ast: AstNode, s: LexedStatement, database: string): StatementSu
       wk.expr(ast['where'], scope);
       for (const o of Array.isArray(ast['orderby']) ? (ast['orderby'] as AstNode[]) : [])
         wk.expr(o['expr'], scope);
-      wk.hasWhere = ast['where'] !== null && ast['where'] !== undefined;
+      wk.hasWhere = restrictsRows(ast['where'], tableAliases(scope));
       break;
     }
     case 'truncate': {
@@ -1251,6 +1251,44 @@ function fromAst(ast: AstNode, s: LexedStatement, database: string): StatementSu
     }
   }
   return summaryOf(kind, text, wk);
+}
+
+function tableAliases(scope: Scope): Set<string> {
+  return new Set([...scope.entries].filter(([, e]) => e.kind === 'table').map(([a]) => a));
+}
+
+/** Whether an expression names a column of the target: unqualified (outside subqueries), or by a target alias. */
+function namesTargetColumn(node: unknown, aliases: ReadonlySet<string>, inSubquery: boolean): boolean {
+  if (node === null || typeof node !== 'object') return false;
+  if (Array.isArray(node)) return node.some((n) => namesTargetColumn(n, aliases, inSubquery));
+  const o = node as AstNode;
+  if (o['type'] === 'column_ref') {
+    const q = nameOf(o['table']);
+    if (q === undefined || q === '') return !inSubquery && nameOf(o['column']) !== '*';
+    return aliases.has(lower(q));
+  }
+  const sub = o['ast'] !== undefined && o['ast'] !== null;
+  return Object.entries(o).some(
+    ([k, v]) => k !== 'tableList' && k !== 'columnList' && namesTargetColumn(v, aliases, inSubquery || sub),
+  );
+}
+
+/**
+ * Whether a WHERE restricts the rows of an UPDATE/DELETE, for approval rules with `without_where`: it must name a
+ * column of the target, and recognisable tautologies (`a = a`, a branch of OR that names none) do not count.
+ */
+export function restrictsRows(where: unknown, aliases: ReadonlySet<string>): boolean {
+  if (where === null || where === undefined || typeof where !== 'object') return false;
+  const o = where as AstNode;
+  const op = typeof o['operator'] === 'string' ? o['operator'].toUpperCase() : '';
+  if (o['type'] === 'binary_expr' && (op === 'AND' || op === '&&')) {
+    return restrictsRows(o['left'], aliases) || restrictsRows(o['right'], aliases);
+  }
+  if (o['type'] === 'binary_expr' && (op === 'OR' || op === '||' || op === 'XOR')) {
+    return restrictsRows(o['left'], aliases) && restrictsRows(o['right'], aliases);
+  }
+  if (o['type'] === 'binary_expr' && JSON.stringify(o['left']) === JSON.stringify(o['right'])) return false;
+  return namesTargetColumn(o, aliases, false);
 }
 
 function collectCteNames(node: unknown, out: Set<string>): void {
