@@ -1,7 +1,7 @@
 // End to end against a real `warden serve` process: authentication floods, connection floods with bounded memory,
 // wire fuzzing on many connections, slow and truncated clients; other sessions keep working throughout.
 
-import { after, before, describe, it } from 'node:test';
+import { after, afterEach, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import net from 'node:net';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -31,10 +31,14 @@ const USERS = [
 const pw = (name: string): string => USERS.find((u) => u.name === name)?.password ?? '';
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
-/** Runs `SELECT 1` in a loop until `stop()` says so; records errors and the worst latency. */
-function keepBusy(c: pg.Client): {
+interface Busy {
   stop: () => Promise<{ errors: string[]; worstMs: number; count: number }>;
-} {
+}
+/** Loops still running (stopped after each test, also when it failed, so that the process can exit). */
+const active = new Set<Busy>();
+
+/** Runs `SELECT 1` in a loop until `stop()` says so; records errors and the worst latency. */
+function keepBusy(c: pg.Client): Busy {
   let running = true;
   const errors: string[] = [];
   let worstMs = 0;
@@ -53,13 +57,16 @@ function keepBusy(c: pg.Client): {
       await sleep(20);
     }
   })();
-  return {
+  const busy: Busy = {
     stop: async () => {
       running = false;
+      active.delete(busy);
       await loop;
       return { errors, worstMs, count };
     },
   };
+  active.add(busy);
+  return busy;
 }
 
 /** Connects a pg client; resolves with the SQLSTATE it was refused with ('' on success) and the time taken. */
@@ -93,6 +100,10 @@ describe('hostile clients against a real warden serve process', () => {
       settings: { max_connections: '400' },
     });
     dir = mkdtempSync(join(tmpdir(), 'warden-flood-'));
+  });
+
+  afterEach(async () => {
+    for (const b of [...active]) await b.stop();
   });
 
   after(async () => {
@@ -181,6 +192,7 @@ describe('hostile clients against a real warden serve process', () => {
           const s = net.connect({ host: '127.0.0.1', port: gw.port });
           s.on('error', () => undefined);
           s.on('close', () => closedByGateway++);
+          s.resume(); // read what the gateway says, so that its close is seen
           s.write(Buffer.from([0, 0, 0, 40, 0, 3, 0, 0]));
           held.push(s);
         }
@@ -210,6 +222,46 @@ describe('hostile clients against a real warden serve process', () => {
       console.log(
         `# connection flood: RSS ${(rss0 / 1048576).toFixed(1)} → peak ${(peak / 1048576).toFixed(1)} MiB`,
       );
+    } finally {
+      for (const s of held) s.destroy();
+      await gw.kill();
+    }
+  });
+
+  it('one address cannot take every slot with connections that never log in; other addresses still get in', async () => {
+    const gw = await serve({ max_connections: 100, max_startups_per_address: 30, startup_timeout_ms: 3000 });
+    const held: net.Socket[] = [];
+    try {
+      let refused = 0;
+      let closed = 0;
+      // 120 connections from 127.0.0.3 that send half a startup packet and wait (more than max_connections).
+      await Promise.all(
+        Array.from({ length: 120 }, async () => {
+          const s = net.connect({ host: '127.0.0.1', port: gw.port, localAddress: '127.0.0.3' });
+          s.on('error', () => undefined);
+          s.on('close', () => closed++);
+          held.push(s);
+          s.on('data', (d: Buffer) => {
+            if (d[0] === 0x45 && d.includes(Buffer.from('C53300'))) refused++;
+          });
+          await new Promise<void>((r) => s.once('connect', () => r()));
+          s.write(Buffer.from([0, 0, 0, 40, 0, 3, 0, 0]));
+        }),
+      );
+      await sleep(300);
+      // All but max_startups_per_address are refused: with 53300, or closed outright once the listener's own
+      // socket cap (max_connections + 16, refused sockets included while they close) is reached.
+      assert.equal(closed, 90, `${closed} closed, ${refused} of them with 53300`);
+      assert.ok(refused >= 80, `${refused} refused with 53300`);
+      // Another address gets in at once, several times over.
+      for (const a of ['127.0.0.4', '127.0.0.5', '127.0.0.4']) {
+        const r = await attempt(gw.port, 'bob', pw('bob'), a);
+        assert.equal(r.code, '', `login from ${a}`);
+      }
+      // The flooding address is refused until its stalled connections are cut by the startup timer.
+      assert.equal((await attempt(gw.port, 'bob', pw('bob'), '127.0.0.3')).code, '53300');
+      await sleep(3500);
+      assert.equal((await attempt(gw.port, 'bob', pw('bob'), '127.0.0.3')).code, '');
     } finally {
       for (const s of held) s.destroy();
       await gw.kill();

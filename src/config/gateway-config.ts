@@ -126,6 +126,8 @@ export interface GatewayConfig {
     readonly maxConnections: number;
     /** On shutdown (SIGTERM), how long open sessions may finish their statement and transaction. */
     readonly drainTimeoutMs: number;
+    /** Most connections from one address (IPv6: one /64) that may be starting up (not yet authenticated) at once. */
+    readonly maxStartupsPerAddress: number;
   };
   readonly stateDir: string;
   /** The audit log; absent only where a caller wires its own (tests). */
@@ -188,6 +190,7 @@ export const gatewayConfigSchema = {
         startup_timeout_ms: { type: 'integer', minimum: 100, maximum: 600000 },
         max_connections: { type: 'integer', minimum: 1, maximum: 100000 },
         drain_timeout_ms: { type: 'integer', minimum: 0, maximum: 3600000 },
+        max_startups_per_address: { type: 'integer', minimum: 1, maximum: 100000 },
       },
     },
     state_dir: { type: 'string' },
@@ -509,6 +512,7 @@ export function buildGatewayConfig(raw: unknown, baseDir: string): GatewayConfig
       startupTimeoutMs: r.limits?.startup_timeout_ms ?? 10_000,
       maxConnections: r.limits?.max_connections ?? 2000,
       drainTimeoutMs: r.limits?.drain_timeout_ms ?? 10_000,
+      maxStartupsPerAddress: r.limits?.max_startups_per_address ?? 100,
     },
     stateDir,
     ...(r.audit
