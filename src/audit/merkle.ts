@@ -3,6 +3,7 @@
 // @see https://www.rfc-editor.org/rfc/rfc9162#section-2.1.3 (inclusion proofs)
 // @see https://www.rfc-editor.org/rfc/rfc9162#section-2.1.4 (consistency proofs)
 import { hash } from 'node:crypto';
+import { recordArray, type RecordArray, type RecordStorage } from './record-array.js';
 
 export const HASH_SIZE = 32;
 
@@ -330,36 +331,30 @@ export function verifyConsistency(
   if (!equalHash(sr, root2)) throw new ProofError('consistency proof does not lead to root2');
 }
 
-/** A growable, append-only array of 32-byte hashes in one buffer. */
-class HashArray {
-  private buf = Buffer.alloc(HASH_SIZE * 1024);
-  length = 0;
-  push(h: Uint8Array): void {
-    if ((this.length + 1) * HASH_SIZE > this.buf.length) {
-      const next = Buffer.alloc(this.buf.length * 2);
-      this.buf.copy(next, 0, 0, this.length * HASH_SIZE);
-      this.buf = next;
-    }
-    this.buf.set(h, this.length * HASH_SIZE);
-    this.length++;
-  }
-  /** A view; the bytes never change once written (the buffer only grows by copying). */
-  get(i: number): Uint8Array {
-    return this.buf.subarray(i * HASH_SIZE, (i + 1) * HASH_SIZE);
-  }
-}
-
 /** Perfect subtrees of at least 2^CACHE_LEVEL leaves are cached, so proofs cost O(log n) lookups plus O(2^CACHE_LEVEL) hashes. */
 const CACHE_LEVEL = 4;
 
 /**
- * The in-memory tree of a log: leaf hashes (32 bytes each), a cache of large perfect subtrees and the frontier.
+ * The tree of a log: leaf hashes (32 bytes each), a cache of large perfect subtrees and the frontier.
  * Appending is amortised O(1) hashes; root O(log n); proofs O(log n) lookups.
+ * With `spill` storage the leaf and subtree hashes live in unlinked temporary files under a folder, so a
+ * long-running gateway's memory does not grow with the log (the frontier is O(log n)); in memory otherwise.
  */
 export class MerkleTree implements HashSource {
-  private readonly leaves = new HashArray();
-  private readonly levels: HashArray[] = [];
+  private readonly leaves: RecordArray;
+  private readonly levels: (RecordArray | undefined)[] = [];
   private readonly range = new CompactRange();
+
+  constructor(private readonly storage: RecordStorage = { kind: 'memory' }) {
+    this.leaves = recordArray(HASH_SIZE, storage);
+  }
+
+  /** Releases spill files; the tree must not be used afterwards. */
+  close(): void {
+    this.leaves.close();
+    // Levels below the cache level are holes in the array.
+    for (const l of this.levels) l?.close();
+  }
 
   get size(): number {
     return this.leaves.length;
@@ -370,7 +365,8 @@ export class MerkleTree implements HashSource {
       if (level < CACHE_LEVEL) return;
       let arr = this.levels[level];
       if (arr === undefined) {
-        arr = new HashArray();
+        // Subtree levels fill 2^level times slower than the leaves: small write batches.
+        arr = recordArray(HASH_SIZE, this.storage, 128);
         this.levels[level] = arr;
       }
       // INVARIANT: subtrees at one level complete in index order.

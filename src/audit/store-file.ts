@@ -11,6 +11,7 @@ import type { FileHandle } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { WardenError } from '../core/errors.js';
 import { MerkleTree } from './merkle.js';
+import { recordArray, type RecordArray, type RecordStorage } from './record-array.js';
 import { REDACTIONS_FILE, encodeRedactionRecord, loadRedactions } from './redaction.js';
 import {
   CHECKPOINTS_MAGIC,
@@ -102,19 +103,22 @@ export interface FileStoreOptions {
   readonly io?: StoreIo;
 }
 
+/** File offsets of the entries (8 bytes each), spilled beside the tree's hashes. */
 class OffsetArray {
-  private a = new Float64Array(1024);
-  length = 0;
+  private readonly records: RecordArray;
+  private readonly scratch = Buffer.alloc(8);
+  constructor(storage: RecordStorage) {
+    this.records = recordArray(8, storage);
+  }
   push(v: number): void {
-    if (this.length === this.a.length) {
-      const b = new Float64Array(this.a.length * 2);
-      b.set(this.a);
-      this.a = b;
-    }
-    this.a[this.length++] = v;
+    this.scratch.writeDoubleLE(v, 0);
+    this.records.push(this.scratch);
   }
   get(i: number): number {
-    return this.a[i]!;
+    return Buffer.from(this.records.get(i)).readDoubleLE(0);
+  }
+  close(): void {
+    this.records.close();
   }
 }
 
@@ -201,8 +205,10 @@ export class FileAuditStore implements AuditStore {
     const floor = latest === undefined ? 0 : (checkpointSizeOf(latest) ?? Number.POSITIVE_INFINITY);
 
     const redactions = await loadRedactions(dir);
-    const tree = new MerkleTree();
-    const offsets = new OffsetArray();
+    // Leaf hashes and offsets go to unlinked spill files in the (0700) store folder: memory stays flat.
+    const spill: RecordStorage = { kind: 'spill', dir };
+    const tree = new MerkleTree(spill);
+    const offsets = new OffsetArray(spill);
     // Redactions whose zeroing a crash interrupted: the kept hash is durable, the payload is still there.
     const unfinished: { offset: number; length: number }[] = [];
     let keptMismatch: number | undefined;
@@ -448,6 +454,8 @@ export class FileAuditStore implements AuditStore {
     this.closed = true;
     await this.entries.close().catch(() => undefined);
     await this.checkpoints.close().catch(() => undefined);
+    this.tree.close();
+    this.offsets.close();
     await unlink(join(this.dir, LOCK_FILE)).catch(() => undefined);
     openDirs.delete(this.dir);
   }

@@ -17,6 +17,7 @@
 // requires an `audit.redaction` entry naming that index, so an unlogged redaction is detected.
 import { GroupCommit } from './group-commit.js';
 import { createHash } from 'node:crypto';
+import { tmpdir } from 'node:os';
 import pg from 'pg';
 import { WardenError } from '../core/errors.js';
 import { MerkleTree, leafHash } from './merkle.js';
@@ -177,7 +178,8 @@ function checkRow(row: Row, expected: number, label: string): Uint8Array {
 }
 
 export class PgAuditStore implements AuditStore {
-  readonly tree = new MerkleTree();
+  /** Leaf hashes spilled to unlinked files in the temp folder (rebuilt from the table at open): flat memory. */
+  readonly tree = new MerkleTree({ kind: 'spill', dir: tmpdir() });
   private readonly commits = new GroupCommit({
     maxBatchBytes: MAX_BATCH_BYTES,
     maxBatchCount: MAX_BATCH_ROWS,
@@ -413,6 +415,7 @@ export class PgAuditStore implements AuditStore {
     await this.ckptChain;
     this.closed = true;
     await this.pool.end().catch(() => undefined);
+    this.tree.close();
   }
 }
 
