@@ -44,6 +44,8 @@ const NAT = 'nat-native-pw';
 const CAROL = 'carol-mysql-pw';
 
 interface Recorded {
+  held: Set<string>;
+  abortedBinds: number;
   checks: StatementRequest[];
   binds: BindRequest[];
   outcomes: StatementOutcome[];
@@ -54,6 +56,8 @@ function testHook(rec: Recorded): StatementHook {
   return {
     check(req) {
       rec.checks.push(req);
+      if (req.path === 'mysql-prepare' && req.sql.includes('hold_me'))
+        rec.held.add(`${req.session.sessionId}/${req.statementName ?? ''}`);
       if (/secret_table|forbidden_db/i.test(req.sql)) {
         return {
           action: 'deny',
@@ -72,7 +76,14 @@ function testHook(rec: Recorded): StatementHook {
     },
     bind(req) {
       rec.binds.push(req);
-      return undefined;
+      if (!rec.held.has(`${req.session.sessionId}/${req.statementName}`)) return undefined;
+      // Held (as an approval in wait mode would be) until the client goes away.
+      return new Promise((resolve) => {
+        req.signal?.addEventListener('abort', () => {
+          rec.abortedBinds++;
+          resolve({ action: 'deny', sqlstate: '57014', message: 'canceled' });
+        });
+      });
     },
     outcome(o) {
       rec.outcomes.push(o);
@@ -214,7 +225,7 @@ describe('MySQL front end against MariaDB', { timeout: 600_000 }, async () => {
   let gw: Gateway;
   let port: number;
   let strict: Gateway;
-  const rec: Recorded = { checks: [], binds: [], outcomes: [] };
+  const rec: Recorded = { held: new Set(), abortedBinds: 0, checks: [], binds: [], outcomes: [] };
 
   before(async () => {
     dir = mkdtempSync(join(tmpdir(), 'warden-mysql-'));
@@ -613,6 +624,40 @@ describe('MySQL front end against MariaDB', { timeout: 600_000 }, async () => {
       }
     });
   }
+
+  it('an execute held by the hook is aborted when the client disconnects', { timeout: 30_000 }, async () => {
+    const c = await RawClient.open(port);
+    const ok = await c.login('nat', NAT, 'shop');
+    assert.equal(ok.payload[0], 0x00);
+    c.send(0, Buffer.from('\x16SELECT 1 + ? AS x /* hold_me */', 'latin1'));
+    const prepOk = await c.read();
+    assert.ok(prepOk);
+    const prep = decodePrepareOk(prepOk.payload);
+    while ((await c.read(300).catch(() => null)) !== null) {
+      // the definitions that follow PREPARE_OK
+    }
+    const bindsBefore = rec.binds.length;
+    const one = Buffer.alloc(4);
+    one.writeInt32LE(1);
+    c.send(
+      0,
+      encodeStmtExecute({
+        statementId: prep.statementId,
+        flags: 0,
+        iterations: 1,
+        newParamsBound: true,
+        params: [{ type: TYPE.LONG, unsigned: false, value: one }],
+      }),
+    );
+    const deadline = Date.now() + 10_000;
+    while (rec.binds.length === bindsBefore && Date.now() < deadline) {
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    assert.equal(rec.abortedBinds, 0, 'held, not answered');
+    c.close();
+    while (rec.abortedBinds === 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+    assert.equal(rec.abortedBinds, 1);
+  });
 
   it('COM_CHANGE_USER is refused with a clear error', async () => {
     const c = await mysql.createConnection({

@@ -950,17 +950,28 @@ export class MysqlSession {
     }
     const hook = this.hook as StatementHook;
     if (hook.bind) {
+      // A held execute (approval) is aborted when the client goes away.
+      const abort = new AbortController();
       const request: BindRequest = {
         session: this.context as SessionContext,
         statementName: String(id),
         portal: '',
         paramsHash: hashExecuteParams(ex.params),
         paramCount: ex.params.length,
+        notice: () => undefined,
+        signal: abort.signal,
       };
       let verdict: StatementVerdict | undefined;
       try {
         const v = hook.bind(request);
-        verdict = v instanceof Promise ? await v : v;
+        if (v instanceof Promise) {
+          this.holdAbort = abort;
+          try {
+            verdict = await v;
+          } finally {
+            this.holdAbort = null;
+          }
+        } else verdict = v;
       } catch (e) {
         verdict = isWardenError(e)
           ? { action: 'deny', sqlstate: e.sqlstate, message: e.message }
