@@ -1,6 +1,6 @@
 // Command line of `npm run bench`: which suites to run and whether to keep runs short.
 
-export const SUITES = ['pgbench', 'analysis', 'hook', 'audit'] as const;
+export const SUITES = ['pgbench', 'mysql', 'analysis', 'hook', 'audit'] as const;
 /** Suites that run only when named (long). */
 export const EXTRA_SUITES = ['soak'] as const;
 export type Suite = (typeof SUITES)[number] | (typeof EXTRA_SUITES)[number];
@@ -8,6 +8,8 @@ export type Suite = (typeof SUITES)[number] | (typeof EXTRA_SUITES)[number];
 export const USAGE = `usage: npm run bench [-- [${[...SUITES, ...EXTRA_SUITES].join('|')} ...] [--quick]]
 
   pgbench    TPS and latency: direct vs pgbouncer vs Warden (needs postgres, pgbench; pgbouncer optional)
+  mysql      statements/s through the MySQL front end vs direct MariaDB (mysqlslap, mysql2 execute;
+             needs the shared MariaDB on 127.0.0.1:3306 with root over the socket, and mysqlslap)
   analysis   SQL analysis and policy decision time, cold and cached (µs)
   hook       policy hook statements/s with pgbench-like literals, literal fast path off and on
   audit      durable audit append throughput and verifyLog speed

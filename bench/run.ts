@@ -1,4 +1,4 @@
-// Benchmark entry (`npm run bench [-- pgbench|analysis|hook|audit|soak ...] [--quick]`): runs the suites, prints tables, writes bench/results/latest.json.
+// Benchmark entry (`npm run bench [-- pgbench|mysql|analysis|hook|audit|soak ...] [--quick]`): runs the suites, prints tables, writes bench/results/latest.json.
 import { cpus, loadavg, totalmem } from 'node:os';
 import { printAnalysis, runAnalysisBench } from './analysis.js';
 import type { AnalysisResults } from './analysis.js';
@@ -7,6 +7,8 @@ import type { AuditResults } from './audit.js';
 import { printHook, runHookBench } from './hook.js';
 import type { HookResults } from './hook.js';
 import { pgbenchTable, runPgbenchBench } from './pgbench.js';
+import { mysqlTable, runMysqlBench } from './mysql.js';
+import type { MysqlResults } from './mysql.js';
 import { printSoak, runSoak } from './soak.js';
 import type { SoakResults } from './soak.js';
 import type { PgbenchResults } from './pgbench.js';
@@ -23,6 +25,7 @@ interface Results {
   /** 1-minute load average at the start and end: the machine is shared, so say how busy it was. */
   loadAverage: { start: number; end?: number };
   pgbench?: PgbenchResults;
+  mysql?: MysqlResults;
   analysis?: AnalysisResults;
   hook?: HookResults;
   audit?: AuditResults;
@@ -74,6 +77,13 @@ async function main(): Promise<number> {
           results.pgbench = r;
           printTable(pgbenchTable(r));
           if (r.failures > 0) results.errors.push({ suite, message: `${r.failures} pgbench run(s) failed` });
+          break;
+        }
+        case 'mysql': {
+          const r = await runMysqlBench(opts);
+          results.mysql = r;
+          printTable(mysqlTable(r));
+          if (r.failures > 0) results.errors.push({ suite, message: `${r.failures} mysql run(s) failed` });
           break;
         }
         case 'analysis': {
