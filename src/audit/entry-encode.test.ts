@@ -87,6 +87,19 @@ const entries: fc.Arbitrary<Record<string, unknown>> = fc.oneof(
     tls: fc.boolean(),
     applicationName: str,
   }),
+  // statement.bind, with and without its optional approvalRequestId (absent, not undefined, when left out).
+  fc.record(
+    {
+      ...base,
+      kind: fc.constant('statement.bind'),
+      statementId: fc.option(str, { nil: null }),
+      sessionId: str,
+      statementName: str,
+      paramsHash: str,
+      approvalRequestId: str,
+    },
+    { requiredKeys: ['v', 'id', 'time', 'kind', 'statementId', 'sessionId', 'statementName', 'paramsHash'] },
+  ),
   fc.record({
     ...base,
     kind: fc.constant('statement.outcome'),

@@ -2,8 +2,15 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
-import { EntryError, canonicalJson, decodeEntry, encodeEntry, makeEntry } from './entry.js';
-import type { AuditEntry, StatementEntry } from './entry.js';
+import {
+  EntryError,
+  canonicalJson,
+  decodeEntry,
+  encodeEntry,
+  encodeEntryReference,
+  makeEntry,
+} from './entry.js';
+import type { AuditEntry, StatementBindEntry, StatementEntry } from './entry.js';
 
 const time = new Date('2024-05-06T07:08:09.010Z');
 const principal = { name: 'alice', kind: 'human', groups: ['dba'] } as const;
@@ -109,6 +116,44 @@ void test('encoding refuses floats, NaN, unknown kinds, missing and extra fields
   for (const b of bad) assert.throws(() => encodeEntry(b as AuditEntry), EntryError, JSON.stringify(b));
   const { text: _t, ...missing } = statement;
   assert.throws(() => encodeEntry(missing as unknown as AuditEntry), EntryError);
+});
+
+void test('statement.bind: without the optional approvalRequestId the bytes are as before; with it, sorted in', () => {
+  const bind = makeEntry<StatementBindEntry>({
+    kind: 'statement.bind',
+    id: 'b1',
+    time,
+    statementId: 's1',
+    sessionId: 'sess1',
+    statementName: '',
+    paramsHash: 'ab',
+  });
+  // Pinned bytes: a log written before the optional field existed still verifies byte for byte.
+  assert.equal(
+    Buffer.from(encodeEntry(bind)).toString('utf8'),
+    '{"id":"b1","kind":"statement.bind","paramsHash":"ab","sessionId":"sess1","statementId":"s1",' +
+      '"statementName":"","time":"2024-05-06T07:08:09.010Z","v":1}',
+  );
+  const approved: StatementBindEntry = { ...bind, approvalRequestId: 'ar_0123456789abcdef' };
+  const bytes = encodeEntry(approved);
+  assert.equal(
+    Buffer.from(bytes).toString('utf8'),
+    '{"approvalRequestId":"ar_0123456789abcdef","id":"b1","kind":"statement.bind","paramsHash":"ab",' +
+      '"sessionId":"sess1","statementId":"s1","statementName":"","time":"2024-05-06T07:08:09.010Z","v":1}',
+  );
+  assert.deepEqual(decodeEntry(bytes), approved);
+  assert.deepEqual(Buffer.from(encodeEntryReference(approved)), Buffer.from(bytes));
+  // The optional field has a type, and belongs to statement.bind only.
+  for (const bad of [null, 1, undefined, ['x']]) {
+    assert.throws(
+      () => encodeEntry({ ...bind, approvalRequestId: bad } as unknown as AuditEntry),
+      /approvalRequestId/,
+    );
+  }
+  assert.throws(
+    () => encodeEntry({ ...statement, approvalRequestId: 'ar_1' } as unknown as AuditEntry),
+    /unexpected field approvalRequestId in statement/,
+  );
 });
 
 void test('decoding refuses non-canonical bytes of a valid entry', () => {

@@ -98,6 +98,11 @@ export interface StatementBindEntry extends Base<'statement.bind'> {
   readonly statementName: string;
   /** Hex SHA-256 over the parameter formats and values (NULL distinct from empty). */
   readonly paramsHash: string;
+  /**
+   * Optional: the approval request this Bind ran under (the statement needed approval, decided at Bind and bound
+   * to these parameters). Absent otherwise, so entries without it keep their exact bytes.
+   */
+  readonly approvalRequestId?: string;
 }
 
 export interface StatementOutcomeEntry extends Base<'statement.outcome'> {
@@ -237,6 +242,15 @@ const SHAPES: Readonly<Record<string, Shape>> = {
   config: { actor: 'string', data: 'object' },
 };
 
+/**
+ * Optional fields per kind: absent, or present with their type. Adding one keeps the canonical bytes of every
+ * entry that does not carry it (and so every existing log) unchanged; ENTRY_VERSION stays 1. A reader that
+ * predates a field refuses entries that carry it (unknown field), never misreads them.
+ */
+const OPTIONAL = new Map<Shape, readonly (readonly [string, FieldType])[]>([
+  [SHAPES['statement.bind'] as Shape, [['approvalRequestId', 'string']]],
+]);
+
 const ENUMS: Readonly<Record<string, readonly string[]>> = {
   protocol: ['postgres', 'mysql'],
   path: ['simple', 'parse', 'mysql-query', 'mysql-prepare'],
@@ -318,8 +332,9 @@ export function validateEntry(e: unknown): asserts e is AuditEntry {
   if (typeof e.id !== 'string' || e.id.length === 0 || e.id.length > 200)
     throw new EntryError('entry id is invalid');
   if (!validTime(e.time)) throw new EntryError('entry time is not RFC 3339 UTC with milliseconds');
+  const optional = OPTIONAL.get(shape);
   for (const k of Object.keys(e))
-    if (!BASE_FIELDS.has(k) && !Object.hasOwn(shape, k))
+    if (!BASE_FIELDS.has(k) && !Object.hasOwn(shape, k) && optional?.some(([o]) => o === k) !== true)
       throw new EntryError(`unexpected field ${k} in ${e.kind}`);
   for (const [k, t] of SHAPE_FIELDS.get(shape) ?? Object.entries(shape)) {
     if (!checkField(t, e[k])) throw new EntryError(`field ${k} of ${e.kind} is missing or not a ${t}`);
@@ -327,6 +342,10 @@ export function validateEntry(e: unknown): asserts e is AuditEntry {
     if (en !== undefined && !en.includes(e[k] as string))
       throw new EntryError(`field ${k} has an unknown value`);
   }
+  if (optional !== undefined)
+    for (const [k, t] of optional)
+      if (Object.hasOwn(e, k) && !checkField(t, e[k]))
+        throw new EntryError(`optional field ${k} of ${e.kind} is not a ${t}`);
 }
 
 // ---- the encoding fast path ----
@@ -415,24 +434,34 @@ interface Plan {
   readonly encoders: readonly (FieldEncoder | undefined)[];
 }
 
-const PLANS = new Map<Shape, Plan>();
+/** Per shape, one plan per set of optional fields present (bit i: the shape's optional field i). */
+const PLANS = new Map<Shape, Plan[]>();
 
-function planOf(shape: Shape): Plan {
-  let plan = PLANS.get(shape);
+function planOf(shape: Shape, optionalMask: number): Plan {
+  let plans = PLANS.get(shape);
+  if (plans === undefined) {
+    plans = [];
+    PLANS.set(shape, plans);
+  }
+  let plan = plans[optionalMask];
   if (plan !== undefined) return plan;
-  const keys = [...BASE_FIELDS, ...Object.keys(shape)].sort();
+  const types = new Map<string, FieldType>(Object.entries(shape));
+  (OPTIONAL.get(shape) ?? []).forEach(([k, t], i) => {
+    if ((optionalMask & (1 << i)) !== 0) types.set(k, t);
+  });
+  const keys = [...BASE_FIELDS, ...types.keys()].sort();
   plan = {
     keys,
     keySet: new Set(keys),
     prefixes: keys.map((k, i) => `${i === 0 ? '' : ','}${JSON.stringify(k)}:`),
     encoders: keys.map((k) => {
       if (BASE_FIELDS.has(k)) return undefined;
-      const t = shape[k] as FieldType;
+      const t = types.get(k) as FieldType;
       const en = ENUMS[k];
       return en === undefined ? FIELD_ENCODERS[t] : oneOf(en);
     }),
   };
-  PLANS.set(shape, plan);
+  plans[optionalMask] = plan;
   return plan;
 }
 
@@ -443,7 +472,12 @@ export function encodeFast(e: unknown): string | undefined {
   if (shape === undefined) return undefined;
   const id = e.id;
   if (typeof id !== 'string' || id.length === 0 || id.length > 200 || !validTime(e.time)) return undefined;
-  const plan = planOf(shape);
+  const optional = OPTIONAL.get(shape);
+  let mask = 0;
+  if (optional !== undefined)
+    for (let i = 0; i < optional.length; i++)
+      if (Object.hasOwn(e, (optional[i] as readonly [string, FieldType])[0])) mask |= 1 << i;
+  const plan = planOf(shape, mask);
   const own = Object.keys(e);
   if (own.length !== plan.keys.length) return undefined;
   for (let i = 0; i < own.length; i++) if (!plan.keySet.has(own[i] as string)) return undefined;

@@ -229,6 +229,106 @@ describe('AuditRecorder', () => {
     assert.match(errors.join('\n'), /^outcome: /m);
   });
 
+  it('links binds to their prepare on both front ends (session + statement name, whatever the path)', async () => {
+    const mysqlSession: SessionContext = { ...session, sessionId: 'sess-my', protocol: 'mysql' };
+    const named = (s: SessionContext, sql: string, path: StatementRequest['path'], name: string) => ({
+      ...request(sql, path),
+      session: s,
+      statementName: name,
+    });
+    const hook = recorder.wrapHook(
+      {
+        check: (r) =>
+          r.sql.includes('forbidden')
+            ? { action: 'deny', sqlstate: '42501', message: 'denied by test' }
+            : { action: 'allow' },
+      },
+      { policyVersion: () => 1 },
+    );
+    const bindOf = (s: SessionContext, statementName: string, paramsHash: string) =>
+      hook.bind?.({ session: s, statementName, portal: '', paramsHash, paramCount: 1 });
+    // PostgreSQL: a named and the unnamed statement.
+    const pNamed = auditStatementId(await hook.check(named(session, 'SELECT $1', 'parse', 'p1')));
+    const pUnnamed = auditStatementId(await hook.check(named(session, 'SELECT $1 + 1', 'parse', '')));
+    await bindOf(session, 'p1', 'h1');
+    await bindOf(session, '', 'h2');
+    // A refused Parse drops the unnamed statement upstream (a failing unnamed Parse replaces it): no stale link.
+    await hook.check(named(session, 'SELECT forbidden', 'parse', 'p2'));
+    await bindOf(session, '', 'h3');
+    await bindOf(session, 'p1', 'h4');
+    // MySQL: COM_STMT_PREPARE names the statement by the id the client will see; COM_STMT_EXECUTE binds it.
+    const m1 = auditStatementId(await hook.check(named(mysqlSession, 'SELECT ?', 'mysql-prepare', '1')));
+    await hook.check(named(mysqlSession, 'SELECT forbidden', 'mysql-prepare', '2'));
+    await bindOf(mysqlSession, '1', 'h5');
+    await bindOf(mysqlSession, '2', 'h6'); // refused prepare: nothing to link to
+    // A plain query names no statement and links nothing.
+    await hook.check({ ...request('SELECT 1', 'mysql-query'), session: mysqlSession });
+    await bindOf(mysqlSession, '3', 'h7');
+    // Another session's statement of the same name is not linked.
+    await bindOf({ ...mysqlSession, sessionId: 'sess-other' }, '1', 'h8');
+    const binds = (await entries(store)).filter((e) => e.kind === 'statement.bind');
+    assert.ok(pNamed !== undefined && pUnnamed !== undefined && m1 !== undefined);
+    assert.deepEqual(
+      binds.map((b) => [b.statementName, b.paramsHash, b.statementId, b.sessionId]),
+      [
+        ['p1', 'h1', pNamed, 'sess-1'],
+        ['', 'h2', pUnnamed, 'sess-1'],
+        ['', 'h3', null, 'sess-1'],
+        ['p1', 'h4', pNamed, 'sess-1'],
+        ['1', 'h5', m1, 'sess-my'],
+        ['2', 'h6', null, 'sess-my'],
+        ['3', 'h7', null, 'sess-my'],
+        ['1', 'h8', null, 'sess-other'],
+      ],
+    );
+    // Session end forgets the links.
+    hook.sessionClosed?.('sess-my');
+    await bindOf(mysqlSession, '1', 'h9');
+    const last = (await entries(store)).at(-1);
+    assert.ok(last?.kind === 'statement.bind');
+    assert.equal(last.statementId, null);
+  });
+
+  it('names the approval request a Bind ran under, and only when the Bind was allowed', async () => {
+    const hook = recorder.wrapHook(
+      {
+        check: () => ({ action: 'allow' }),
+        bind: (r): StatementVerdict | undefined => {
+          if (r.paramsHash === 'approved')
+            return { action: 'allow', approvalRequestId: 'ar_00000000000000aa' };
+          if (r.paramsHash === 'refused')
+            return {
+              action: 'deny',
+              sqlstate: 'WA001',
+              message: 'approval required: request ar_00000000000000bb',
+            };
+          return undefined;
+        },
+      },
+      { policyVersion: () => 1 },
+    );
+    const parse = { ...request('DELETE FROM t WHERE id = $1', 'parse'), statementName: 'd' };
+    const statementId = auditStatementId(await hook.check(parse));
+    const bindOf = (paramsHash: string) =>
+      hook.bind?.({ session, statementName: 'd', portal: '', paramsHash, paramCount: 1 });
+    const ran = await bindOf('approved');
+    assert.equal(ran?.action, 'allow');
+    const refused = await bindOf('refused');
+    assert.equal(refused?.action, 'deny');
+    assert.equal(await bindOf('plain'), undefined);
+    const binds = (await entries(store)).filter((e) => e.kind === 'statement.bind');
+    assert.equal(binds.length, 3);
+    const [a, b, c] = binds;
+    assert.ok(a?.kind === 'statement.bind' && b?.kind === 'statement.bind' && c?.kind === 'statement.bind');
+    assert.equal(a.approvalRequestId, 'ar_00000000000000aa');
+    assert.equal(a.statementId, statementId);
+    // Absent (not null) otherwise: those entries keep the bytes they always had.
+    assert.equal(Object.hasOwn(b, 'approvalRequestId'), false);
+    assert.equal(Object.hasOwn(c, 'approvalRequestId'), false);
+    // The refused Bind was still recorded, but a refused PostgreSQL Bind drops only the unnamed statement.
+    assert.equal(c.statementId, statementId);
+  });
+
   it('records session open, authentication success and failure, and close', async () => {
     const ev = recorder.sessionEvents();
     await ev.authenticated?.(session);

@@ -199,8 +199,7 @@ export class AuditRecorder {
       });
       await this.log.append(entry);
       id = entry.id;
-      if (req.path === 'parse' && verdict.action === 'allow')
-        this.rememberPrepared(s.sessionId, req.statementName ?? '', id);
+      this.notePrepare(req, verdict, id);
     } catch (e) {
       this.stats.statementFailures++;
       this.report('statement', e);
@@ -219,6 +218,20 @@ export class AuditRecorder {
 
   /** Per session: prepared statement name → the id of its statement entry (bounded; cleared at session close). */
   private readonly prepared = new Map<string, Map<string, string>>();
+
+  /**
+   * Links later Binds / executes to a prepare, protocol-neutrally: any statement that names a prepared statement
+   * (PostgreSQL Parse, MySQL COM_STMT_PREPARE whose name is the statement id the client gets) is remembered under
+   * session + name once allowed. A refused PostgreSQL Parse is replaced upstream by an unnamed Parse that fails,
+   * which drops the unnamed statement: its link goes too (MySQL has no unnamed statement, and a refused prepare's
+   * id is never given to the client).
+   */
+  private notePrepare(req: StatementRequest, verdict: StatementVerdict, id: string): void {
+    const prepares = req.statementName !== undefined || req.path === 'parse';
+    if (!prepares) return;
+    if (verdict.action === 'allow') this.rememberPrepared(req.session.sessionId, req.statementName ?? '', id);
+    else if (req.path === 'parse') this.prepared.get(req.session.sessionId)?.delete('');
+  }
 
   private rememberPrepared(sessionId: string, name: string, id: string): void {
     let m = this.prepared.get(sessionId);
@@ -247,6 +260,9 @@ export class AuditRecorder {
     try {
       await this.maybeRecover();
       const sessionId = req.session.sessionId;
+      // The approval request the Bind runs under, when the hook approved it for these parameters (only on an
+      // allow: a refused Bind ran under nothing, its request is in the approval entries).
+      const requestId = verdict?.action === 'allow' ? verdict.approvalRequestId : undefined;
       await this.log.append(
         makeEntry<AuditEntry>({
           kind: 'statement.bind',
@@ -254,16 +270,24 @@ export class AuditRecorder {
           sessionId,
           statementName: req.statementName,
           paramsHash: req.paramsHash,
+          ...(typeof requestId === 'string' && requestId !== '' ? { approvalRequestId: requestId } : {}),
           time: this.now(),
         }),
       );
     } catch (e) {
       this.stats.statementFailures++;
       this.report('statement', e);
+      this.refusedBind(req);
       if (verdict?.action === 'deny') return verdict;
       return { action: 'deny', sqlstate: ERRORS.AUDIT_UNAVAILABLE.sqlstate, message: AUDIT_REFUSAL_MESSAGE };
     }
+    if (verdict?.action === 'deny') this.refusedBind(req);
     return verdict;
+  }
+
+  /** A PostgreSQL session replaces a refused Bind with an unnamed Parse that fails: the unnamed statement is gone. */
+  private refusedBind(req: BindRequest): void {
+    if (req.session.protocol === 'postgres') this.prepared.get(req.session.sessionId)?.delete('');
   }
 
   /** After a store failure, retries `recover()` on the statement path, at most once per interval. */

@@ -73,6 +73,8 @@ export type StatementVerdict =
       readonly sql?: string;
       /** Opaque decision record, kept for the outcome callback. */
       readonly decision?: unknown;
+      /** The approval request this runs under (set by a Bind approved for its parameters; audit links it). */
+      readonly approvalRequestId?: string;
     }
   | {
       readonly action: 'deny';

@@ -125,10 +125,15 @@ export interface PolicyHook extends StatementHook {
 /** Prepared statement name → every body that may be prepared under it in the session (all are decided). */
 type PreparedMap = Map<string, readonly StatementSummary[]>;
 
-/** A statement prepared (Parse, or SQL PREPARE) that the policy sends to approval: each Bind of it is gated. */
+/**
+ * A statement prepared (Parse, MySQL COM_STMT_PREPARE, or SQL PREPARE) that the policy sends to approval: each Bind
+ * (MySQL: each COM_STMT_EXECUTE) of it is gated.
+ */
 interface GatedBody {
-  /** The text the approval binds to (the Parse text as the client sent it, or the PREPARE statement). */
+  /** The text the approval binds to (the Parse or prepare text as the client sent it, or the PREPARE statement). */
   readonly sql: string;
+  /** The path the approval request names: 'parse' (PostgreSQL, incl. SQL PREPARE) or 'mysql-prepare'. */
+  readonly path: StatementPath;
   readonly decision: Decision;
   readonly need: ApprovalRequirement;
   readonly cached: boolean;
@@ -309,7 +314,7 @@ class Hook implements PolicyHook {
     const input: GateInput = {
       session: req.session,
       sql: body.sql,
-      path: 'parse',
+      path: body.path,
       paramsHash: req.paramsHash,
       statementName: req.statementName,
       notice: (m) => req.notice?.(m),
@@ -317,7 +322,12 @@ class Hook implements PolicyHook {
     };
     const gated = await this.gate(approvals, input, body.decision, body.need, body.cached);
     if ('action' in gated) return gated;
-    return { action: 'allow', decision: ranUnder(plain(body.decision, false, body.cached), gated) };
+    // The request id rides on the verdict too, so the audit entry of this Bind names it.
+    return {
+      action: 'allow',
+      decision: ranUnder(plain(body.decision, false, body.cached), gated),
+      approvalRequestId: gated.id,
+    };
   }
 
   private dropGate(sessionId: string, name: string): void {
@@ -343,7 +353,10 @@ class Hook implements PolicyHook {
     if (decision.effect === 'approval' && decision.approval !== undefined && req.path === 'simple') {
       for (const s of statements) {
         if (s.kind === 'PrepareStmt' && s.preparedName !== undefined)
-          add.push([s.preparedName, { sql: s.text, decision, need: decision.approval, cached }]);
+          add.push([
+            s.preparedName,
+            { sql: s.text, path: 'parse', decision, need: decision.approval, cached },
+          ]);
       }
     }
     if (add.length === 0) return;
@@ -538,9 +551,11 @@ class Hook implements PolicyHook {
           decision: plain(decision, false, cached),
         };
       }
-      if (req.path === 'parse') {
-        // Extended protocol: a Parse runs nothing, so it goes through (rewritten like any allowed statement);
-        // the approval is decided at each Bind, bound to the text and the parameters' hash (see bind()).
+      if (req.path === 'parse' || req.path === 'mysql-prepare') {
+        // Extended protocol: a Parse (MySQL: COM_STMT_PREPARE) runs nothing, so it goes through (rewritten like
+        // any allowed statement); the approval is decided at each Bind (MySQL: each COM_STMT_EXECUTE of the
+        // statement id), bound to the text and the parameters' hash (see bind()). Approving the prepare instead
+        // would let every later execute run, with any parameters, under one approval.
         const names = this.gated.get(sessionId);
         const name = req.statementName ?? '';
         if (names !== undefined && names.size >= MAX_PREPARED_PER_SESSION && !names.has(name)) {
@@ -550,7 +565,7 @@ class Hook implements PolicyHook {
             ERRORS.APPROVAL_REQUIRED.sqlstate,
           );
         }
-        gatedBody = { sql: req.sql, decision, need: decision.approval, cached };
+        gatedBody = { sql: req.sql, path: req.path, decision, need: decision.approval, cached };
       } else {
         const gated = await this.gate(approvals, this.gateInput(req), decision, decision.approval, cached);
         if ('action' in gated) return gated;
@@ -569,7 +584,7 @@ class Hook implements PolicyHook {
     const rewritten = sql !== req.sql;
     let data = plain(decision, rewritten, cached);
     if (approvedBy !== undefined) data = ranUnder(data, approvedBy);
-    if (gatedBody !== undefined) data = deferredToBind(data);
+    if (gatedBody !== undefined) data = deferredToBind(data, req.path);
     if (jitRoles.length > 0) data = { ...data, jitRoles };
     const verdict: StatementVerdict = {
       action: 'allow',
@@ -743,13 +758,15 @@ class Hook implements PolicyHook {
 
 class RefusedColumns extends Error {}
 
-/** A Parse whose approval is decided at each Bind: it was let through, and the audit entry says why. */
-function deferredToBind(d: HookDecision): HookDecision {
+/** A Parse (or MySQL prepare) whose approval is decided at each Bind / execute: let through, and the audit entry says why. */
+function deferredToBind(d: HookDecision, path: StatementPath): HookDecision {
   return {
     ...d,
     reasons: [
       ...d.reasons,
-      'the approval is decided at each Bind, bound to the parameters; the Parse runs nothing',
+      path === 'mysql-prepare'
+        ? 'the approval is decided at each execute, bound to the parameters; the prepare runs nothing'
+        : 'the approval is decided at each Bind, bound to the parameters; the Parse runs nothing',
     ],
   };
 }
