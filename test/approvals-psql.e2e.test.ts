@@ -386,6 +386,14 @@ describe('approvals with psql, three people, the admin API and the audit log', (
       );
     assert.ok(bind, 'the Bind entry with the approved parameters follows the use');
     assert.equal((bind as { statementName: string }).statementName, 'archive_del');
+    // ...and names the request it ran under; the refused Binds of that statement name none.
+    assert.ok(bind.kind === 'statement.bind');
+    assert.equal(bind.approvalRequestId, id4, 'the Bind entry names its approval request');
+    const refusedBinds = all.filter(
+      (e) => e.kind === 'statement.bind' && e.statementName === 'archive_del' && e !== bind,
+    );
+    assert.equal(refusedBinds.length, 3, 'three refused Binds of archive_del');
+    assert.ok(refusedBinds.every((e) => !Object.hasOwn(e, 'approvalRequestId')));
     const parse = all.find((e) => e.id === (bind as { statementId: string | null }).statementId) as
       { text: string; decision: { effect: string; rules: string[] } } | undefined;
     assert.equal(parse?.text, del);

@@ -103,6 +103,15 @@ describe('MySQL front end and the audit log', { timeout: 120_000 }, async () => 
     assert.ok(stmts.some((s) => s.text === 'SELECT 40 + 2 AS answer' && s.path === 'mysql-query'));
     assert.ok(stmts.some((s) => s.text === 'SELECT ? AS p' && s.path === 'mysql-prepare'));
     assert.ok(kinds.includes('statement.bind'), 'the execute parameters were recorded');
+    // The execute's entry links to its COM_STMT_PREPARE's statement entry (same session, the statement id).
+    const prep = entries.find(
+      (e) => e.kind === 'statement' && e.path === 'mysql-prepare' && e.text === 'SELECT ? AS p',
+    );
+    const bind = entries.find((e) => e.kind === 'statement.bind');
+    assert.ok(prep?.kind === 'statement' && bind?.kind === 'statement.bind');
+    assert.equal(bind.statementId, prep.id, 'the execute entry links to its prepare entry');
+    assert.equal(bind.sessionId, prep.sessionId);
+    assert.equal(Object.hasOwn(bind, 'approvalRequestId'), false, 'no approval was involved');
     const fail = entries.find((e) => e.kind === 'auth.failure') as unknown as {
       user: string;
       reason: string;
