@@ -9,7 +9,7 @@ import { createVerifier } from '../src/identity/scram.js';
 import { formatNativeHash } from '../src/identity/mysql-auth.js';
 import { startGateway } from '../src/main.js';
 import type { Gateway } from '../src/main.js';
-import { MARIADB_HOST, MARIADB_PORT, mariadbRoot } from '../test/harness/mariadb.js';
+import { MARIADB_HOST, MARIADB_PORT, mariadbRoot, runMariadb } from '../test/harness/mariadb.js';
 import { registerCleanup, runCommand } from '../test/harness/sys.js';
 import { fmt, fmtRatio, median, ratio } from './lib.js';
 import type { BenchOptions, Table } from './lib.js';
@@ -377,6 +377,17 @@ export async function runMysqlBench(o: MysqlBenchOptions): Promise<MysqlResults>
       policy: via(await startOne('policy', true, false)),
       enforced: via(await startOne('policy+audit', true, true)),
     };
+
+    // The policy endpoints must really decide: a statement the policy does not grant is refused, naming a rule.
+    for (const ep of ['policy', 'enforced'] as const) {
+      const t = targets[ep];
+      const d = await runMariadb({ ...t, sql: 'DELETE FROM bench_accounts WHERE id = 1' });
+      if (d.code === 0 || !/denied by /.test(d.stderr)) {
+        throw new Error(
+          `${ep}: an ungranted DELETE was not denied by the policy: ${tail(d.stderr || d.stdout)}`,
+        );
+      }
+    }
 
     const rows: MysqlRow[] = [];
     let failures = 0;
