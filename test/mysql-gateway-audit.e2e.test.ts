@@ -2,7 +2,7 @@
 
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import mysql from 'mysql2/promise';
@@ -11,7 +11,14 @@ import { createVerifier } from '../src/identity/scram.js';
 import { startGateway, type Gateway } from '../src/main.js';
 import { LogSnapshot } from '../src/audit/reader.js';
 import { decodeEntry, type AuditEntry } from '../src/audit/entry.js';
-import { createMariadbFixture, mariadbAvailable, type MariadbFixture } from './harness/mariadb.js';
+import {
+  createMariadbFixture,
+  mariadbAvailable,
+  mariadbRoot,
+  type MariadbFixture,
+} from './harness/mariadb.js';
+import { createApprovalService } from '../src/approvals/service.js';
+import { loadPolicy } from '../src/policy/index.js';
 
 const PW = 'audit-mysql-pw';
 
@@ -28,6 +35,32 @@ describe('MySQL front end and the audit log', { timeout: 120_000 }, async () => 
     dir = mkdtempSync(join(tmpdir(), 'warden-mysql-audit-'));
     db = await createMariadbFixture('wma');
     writeFileSync(join(dir, 'up.pw'), db.password, { mode: 0o600 });
+    await mariadbRoot(
+      `CREATE TABLE \`${db.database}\`.orders (id INT PRIMARY KEY); INSERT INTO \`${db.database}\`.orders VALUES (1), (2), (3);`,
+    );
+    // A second target with a policy: every DELETE on orders needs one approval by carol's group.
+    mkdirSync(join(dir, 'policy'));
+    writeFileSync(
+      join(dir, 'policy', 'policy.yaml'),
+      [
+        'version: 1',
+        'users:',
+        '  - { name: alice, roles: [writer] }',
+        '  - { name: carol, groups: [approvers] }',
+        'groups:',
+        '  - name: approvers',
+        'roles:',
+        '  - name: writer',
+        '    grants:',
+        `      - { schema: ${db.database}, table: orders, operations: [select, delete] }`,
+        'approvals:',
+        '  - name: order-delete',
+        `    match: { operations: [delete], tables: [${db.database}.orders] }`,
+        '    approvers: [{ group: approvers, count: 1 }]',
+        '    ttl: 10m',
+        '',
+      ].join('\n'),
+    );
     const cfg = buildGatewayConfig(
       {
         listen: { host: '127.0.0.1', port: 0 },
@@ -35,7 +68,12 @@ describe('MySQL front end and the audit log', { timeout: 120_000 }, async () => 
         state_dir: join(dir, 'state'),
         audit: { dir: join(dir, 'audit'), origin: 'mysql.e2e/log', checkpoint_interval_ms: 0 },
         users: [
-          { name: 'alice', kind: 'human', scram_verifier: createVerifier(PW), logins: { shop: 'app' } },
+          {
+            name: 'alice',
+            kind: 'human',
+            scram_verifier: createVerifier(PW),
+            logins: { shop: 'app', shopx: 'app' },
+          },
         ],
         targets: [
           {
@@ -47,6 +85,15 @@ describe('MySQL front end and the audit log', { timeout: 120_000 }, async () => 
             logins: { app: { user: db.user, password_file: 'up.pw' } },
             policy: 'allow_all',
           },
+          {
+            name: 'shopx',
+            engine: 'mysql',
+            host: '127.0.0.1',
+            port: 3306,
+            database: db.database,
+            logins: { app: { user: db.user, password_file: 'up.pw' } },
+            policy: { folder: 'policy' },
+          },
         ],
       },
       dir,
@@ -57,6 +104,75 @@ describe('MySQL front end and the audit log', { timeout: 120_000 }, async () => 
   after(async () => {
     await db?.drop();
     rmSync(dir, { recursive: true, force: true });
+  });
+
+  // Runs first: the next case closes the gateway to read the log from disk.
+  it('a prepared DELETE that needs approval: the prepare runs nothing, each execute is gated by its parameters, and the execute entry names the request', async () => {
+    const port = (gw.mysql as NonNullable<Gateway['mysql']>).port;
+    const c = await mysql.createConnection({
+      host: '127.0.0.1',
+      port,
+      user: 'alice',
+      password: PW,
+      database: 'shopx',
+    });
+    const svc = await createApprovalService({
+      dir: join(dir, 'state', 'approvals', 'shopx'),
+      policy: loadPolicy(join(dir, 'policy')),
+      sweepIntervalMs: 0,
+      syncIntervalMs: 0,
+    });
+    try {
+      const del = 'DELETE FROM orders WHERE id = ?';
+      const ids = async (): Promise<string> =>
+        (await mariadbRoot(`SELECT GROUP_CONCAT(id ORDER BY id) FROM \`${db.database}\`.orders`)).trim();
+      const refused = (p: Promise<unknown>): Promise<mysql.QueryError> =>
+        p.then(
+          () => assert.fail('ran without approval'),
+          (e: mysql.QueryError) => e,
+        );
+      const e1 = await refused(c.execute(del, [1]));
+      assert.equal(e1.sqlState, 'WA001', e1.message);
+      const id = /request (ar_[0-9a-f]{16})/.exec(e1.message)?.[1];
+      assert.ok(id, e1.message);
+      assert.equal(await ids(), '1,2,3', 'neither the prepare nor the refused execute ran anything');
+      await svc.sync();
+      assert.equal(svc.get(id)?.statement?.path, 'mysql-prepare');
+      await svc.approve(id, 'carol');
+      await new Promise((r) => setTimeout(r, 400)); // the gateway re-reads the approvals folder
+      // Other parameters are not covered; the approved ones run once (mysql2 re-executes its cached statement id).
+      const e2 = await refused(c.execute(del, [2]));
+      assert.equal(e2.sqlState, 'WA001');
+      const [ran] = await c.execute(del, [1]);
+      assert.equal((ran as mysql.ResultSetHeader).affectedRows, 1);
+      assert.equal((await refused(c.execute(del, [1]))).sqlState, 'WA001');
+      assert.equal(await ids(), '2,3');
+      await c.end();
+
+      const log = gw.audit as NonNullable<Gateway['audit']>;
+      const entries: AuditEntry[] = [];
+      for (let i = 0; i < log.size; i++) entries.push(decodeEntry(await log.store.read(i)));
+      const prepares = entries.filter(
+        (e) => e.kind === 'statement' && e.path === 'mysql-prepare' && e.text === del,
+      );
+      assert.ok(prepares.length >= 1);
+      for (const p of prepares) assert.ok(p.kind === 'statement' && p.decision.effect === 'approval');
+      const first = prepares[0];
+      assert.ok(first?.kind === 'statement');
+      const binds = entries.filter((e) => e.kind === 'statement.bind' && e.sessionId === first.sessionId);
+      assert.equal(binds.length, 4, 'every execute was recorded');
+      const approved = binds.filter((b) => b.kind === 'statement.bind' && b.approvalRequestId !== undefined);
+      assert.equal(approved.length, 1, 'exactly one execute ran under an approval');
+      const a = approved[0];
+      assert.ok(a?.kind === 'statement.bind');
+      assert.equal(a.approvalRequestId, id);
+      assert.ok(
+        prepares.some((p) => p.id === a.statementId),
+        'the approved execute links to its prepare entry',
+      );
+    } finally {
+      await svc.close();
+    }
   });
 
   it('records session open/close, auth success and failure, statements with their path, binds and outcomes', async () => {
@@ -90,7 +206,8 @@ describe('MySQL front end and the audit log', { timeout: 120_000 }, async () => 
     ]) {
       assert.ok(kinds.includes(k as AuditEntry['kind']), `missing ${k} in ${kinds.join(',')}`);
     }
-    const open = entries.find((e) => e.kind === 'session.open') as unknown as {
+    // (The approvals case above ran its own session on target shopx first.)
+    const open = entries.find((e) => e.kind === 'session.open' && e.target !== 'shopx') as unknown as {
       protocol: string;
       target: string;
     };
@@ -107,7 +224,9 @@ describe('MySQL front end and the audit log', { timeout: 120_000 }, async () => 
     const prep = entries.find(
       (e) => e.kind === 'statement' && e.path === 'mysql-prepare' && e.text === 'SELECT ? AS p',
     );
-    const bind = entries.find((e) => e.kind === 'statement.bind');
+    const bind = entries.find(
+      (e) => e.kind === 'statement.bind' && prep?.kind === 'statement' && prep.sessionId === e.sessionId,
+    );
     assert.ok(prep?.kind === 'statement' && bind?.kind === 'statement.bind');
     assert.equal(bind.statementId, prep.id, 'the execute entry links to its prepare entry');
     assert.equal(bind.sessionId, prep.sessionId);
