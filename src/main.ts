@@ -715,6 +715,8 @@ export async function startGateway(config: GatewayConfig, opts: GatewayOptions =
             metrics !== undefined ? sessionMetricsEvents(metrics) : undefined,
             opts.events,
           ),
+          // Same bundle settings as the PostgreSQL front end: read at connect and at each idle wait.
+          settingsFor: (t) => bundles.get(t.name)?.gen.session,
           fakeSaltKey: fakeSaltKey(config.stateDir),
           rsaKeys: loadOrCreateRsaKeys(config.stateDir),
           fastAuth: new FastAuthCache(),
@@ -769,8 +771,11 @@ export async function startGateway(config: GatewayConfig, opts: GatewayOptions =
     },
     async close(drainMs?: number) {
       await adminApi?.close();
-      await pg.close(drainMs ?? config.limits.drainTimeoutMs);
-      await mysql?.close(drainMs ?? config.limits.drainTimeoutMs);
+      // Both front ends drain at once, within one drain time.
+      await Promise.all([
+        pg.close(drainMs ?? config.limits.drainTimeoutMs),
+        mysql?.close(drainMs ?? config.limits.drainTimeoutMs),
+      ]);
       for (const b of bundles.values()) await b.queue;
       for (const b of bundles.values()) disarm(b.gen);
       for (const p of policyHooks) await p.close();

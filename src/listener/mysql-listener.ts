@@ -5,18 +5,31 @@ import { MysqlSession, type MysqlSessionDeps } from '../session/mysql-session.js
 import { ER } from '../wire/mysql/constants.js';
 import { encodeErr } from '../wire/mysql/codec.js';
 import { packet } from '../wire/mysql/framing.js';
+import { drainSessions, refuse, tooManyStarting } from './listener-limits.js';
 
 /** Sent instead of the handshake to a connection over `limits.max_connections` (the server's own errno), then closed. */
 const TOO_MANY = packet(
   0,
   encodeErr({ errno: ER.CON_COUNT, sqlstate: '08004', message: 'Too many connections' }),
 );
+/** Sent instead of the handshake when the client's address already has `limits.max_startups_per_address` logins under way. */
+const TOO_MANY_STARTING = packet(
+  0,
+  encodeErr({
+    errno: ER.CON_COUNT,
+    sqlstate: '08004',
+    message: 'Too many connections from this address are still logging in; try again later',
+  }),
+);
 
 export interface MysqlListener {
   readonly host: string;
   readonly port: number;
   readonly sessions: ReadonlySet<MysqlSession>;
-  /** Stops accepting, asks sessions to end, and waits up to `drainMs` before cutting the rest. */
+  /**
+   * Stops accepting; idle sessions end at once (ERR 1053), busy ones when their command and transaction are over,
+   * and whatever is left after `drainMs` is cut with the same ERR.
+   */
   close(drainMs?: number): Promise<void>;
 }
 
@@ -33,9 +46,11 @@ export async function listenMysql(
     if (sessions.size >= maxConnections) {
       // Refused before any exchange with ERR 1040, as a MySQL server does; input is drained so the close is clean,
       // and the socket never lingers (a flood of refused sockets must not hold resources).
-      socket.resume();
-      socket.end(TOO_MANY, () => socket.destroy());
-      setTimeout(() => socket.destroy(), 1000).unref();
+      refuse(socket, TOO_MANY);
+      return;
+    }
+    if (tooManyStarting(sessions, socket.remoteAddress ?? '', deps.config.limits.maxStartupsPerAddress)) {
+      refuse(socket, TOO_MANY_STARTING);
       return;
     }
     try {
@@ -59,10 +74,7 @@ export async function listenMysql(
     sessions,
     async close(drainMs = 5000) {
       const closed = new Promise<void>((resolve) => server.close(() => resolve()));
-      for (const s of sessions) s.shutdown();
-      const deadline = Date.now() + drainMs;
-      while (sessions.size > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
-      for (const s of sessions) s.close('gateway shutdown (drain time over)');
+      await drainSessions(sessions, drainMs);
       await closed;
     },
   };

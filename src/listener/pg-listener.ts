@@ -8,7 +8,7 @@ import { readSecret } from '../core/secrets.js';
 import type { GatewayConfig } from '../config/gateway-config.js';
 import { PgSession, type SessionDeps } from '../session/pg-session.js';
 import { errorResponse } from '../wire/pg/messages.js';
-import { addressKey } from '../identity/throttle.js';
+import { drainSessions, refuse, tooManyStarting } from './listener-limits.js';
 
 /** Sent to a connection over `limits.max_connections` (PostgreSQL's own words and SQLSTATE), then closed. */
 const TOO_MANY = errorResponse({
@@ -21,17 +21,6 @@ const TOO_MANY_STARTING = errorResponse({
   code: '53300',
   message: 'too many connections from this address are still logging in; try again later',
 });
-
-/**
- * Sends a refusal and closes at once. What the client sent is read and dropped, so the close is a FIN after the
- * message (unread input would turn it into a reset that can discard the message); a refused socket must not
- * linger, or a flood of them would fill the listener's own connection cap.
- */
-function refuse(socket: net.Socket, message: Buffer): void {
-  socket.resume();
-  socket.end(message, () => socket.destroy());
-  setTimeout(() => socket.destroy(), 1000).unref();
-}
 
 /**
  * TLS 1.2 suites offered to clients: forward secrecy (ECDHE) and AEAD only (no CBC, RSA key exchange, SHA-1 MACs).
@@ -110,12 +99,7 @@ export async function listenPg(
     }
     // One address cannot hold every slot with connections that never finish logging in (they wait for the
     // startup timeout or a slowed answer): its connections still starting up are capped.
-    const from = addressKey(socket.remoteAddress ?? '');
-    let starting = 0;
-    for (const s of sessions) {
-      if (s.sessionContext === null && addressKey(s.sourceAddress) === from) starting++;
-    }
-    if (starting >= deps.config.limits.maxStartupsPerAddress) {
+    if (tooManyStarting(sessions, socket.remoteAddress ?? '', deps.config.limits.maxStartupsPerAddress)) {
       refuse(socket, TOO_MANY_STARTING);
       return;
     }
@@ -140,10 +124,7 @@ export async function listenPg(
     sessions,
     async close(drainMs = 5000) {
       const closed = new Promise<void>((resolve) => server.close(() => resolve()));
-      for (const s of sessions) s.beginDrain();
-      const deadline = Date.now() + drainMs;
-      while (sessions.size > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
-      for (const s of [...sessions]) s.shutdown();
+      await drainSessions(sessions, drainMs);
       await closed;
     },
   };

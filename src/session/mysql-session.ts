@@ -62,6 +62,7 @@ import {
 } from '../wire/mysql/codec.js';
 import { mysqlErrorFor } from '../wire/mysql/errors.js';
 import { connectMysqlUpstream } from '../upstream/mysql-connect.js';
+import { IdleWatch, type TargetSessionSettings } from './session-limits.js';
 
 /** What a MySQL session needs from the gateway around it. */
 export interface MysqlSessionDeps {
@@ -77,7 +78,14 @@ export interface MysqlSessionDeps {
   readonly fastAuth: FastAuthCache;
   /** Called once when the session has fully closed. */
   onClose(session: MysqlSession): void;
+  /** The target's settings from its running signed bundle (read at connect and at each idle wait); none: defaults. */
+  settingsFor?(target: TargetConfig): TargetSessionSettings | undefined;
 }
+
+/** MySQL 8's errno for a session closed for inactivity (ER_CLIENT_INTERACTION_TIMEOUT, SQLSTATE HY000). */
+const ER_CLIENT_INTERACTION_TIMEOUT = 4031;
+/** Cap for the answer to the statement-timeout SET sent upstream at session start. */
+const MAX_INIT_ANSWER = 64 * 1024;
 
 /** The version string Warden announces; clients see the upstream's real version through `SELECT VERSION()`. */
 export const SERVER_VERSION = '8.0.40-Warden';
@@ -193,6 +201,24 @@ export class MysqlSession {
   private hook: StatementHook | null = null;
   private upstream: net.Socket | null = null;
   private closeReason = '';
+  /** The gateway is shutting down: end the session at the next idle point. */
+  private draining = false;
+  /** Server status flags of the last OK / EOF from upstream (SERVER_STATUS_IN_TRANS tells an open transaction). */
+  private serverStatus = 0;
+  private readonly idle = new IdleWatch({
+    timeoutMs: () =>
+      this.phase === 'ready' && this.target !== null
+        ? this.deps.settingsFor?.(this.target)?.idleSessionTimeoutMs
+        : undefined,
+    busy: () => this.busy(),
+    expire: (ms) =>
+      this.fatal(
+        ER_CLIENT_INTERACTION_TIMEOUT,
+        'HY000',
+        `The client was disconnected by Warden because of inactivity (idle_session_timeout_ms ${ms} of the target's signed bundle)`,
+        'idle-session timeout',
+      ),
+  });
 
   // command path
   private readonly queue: Packet[] = [];
@@ -284,7 +310,10 @@ export class MysqlSession {
       for (let p = this.framer.next(); p; p = this.framer.next()) {
         if (this.phase === 'handshake') this.onHello(p);
         else if (this.phase === 'auth') this.onAuthPacket(p);
-        else if (this.phase === 'connecting' || this.phase === 'ready') this.enqueue(p);
+        else if (this.phase === 'connecting' || this.phase === 'ready') {
+          this.enqueue(p);
+          this.idle.touch();
+        }
         if (this.isClosed()) return;
       }
       if (this.phase === 'ready') this.kick();
@@ -614,6 +643,14 @@ export class MysqlSession {
     }
     this.target = target;
     this.hook = hook;
+    const settings = this.deps.settingsFor?.(target);
+    const refused = settings?.admit?.({ tls: this.tls, sourceAddress: this.sourceAddress });
+    if (refused !== undefined) {
+      // After authentication, before any upstream connection: the bundle of the target refuses this session.
+      const errno = refused.setting === 'require_tls' ? ER.SECURE_TRANSPORT_REQUIRED : ER.ACCESS_DENIED;
+      this.fatal(errno, refused.sqlstate, refused.message, `refused by target settings: ${refused.message}`);
+      return;
+    }
     const principal: Principal = {
       name: user.name,
       kind: user.kind,
@@ -640,7 +677,32 @@ export class MysqlSession {
         conn.socket.destroy();
         return;
       }
+      let leftover = conn.leftover;
+      if (settings?.statementTimeoutMs !== undefined) {
+        // INVARIANT: the session never runs a client command without the bundle's statement timeout in place.
+        const ms = settings.statementTimeoutMs;
+        const sql = /mariadb/i.test(conn.handshake.serverVersion)
+          ? `SET SESSION max_statement_time = ${(ms / 1000).toFixed(3)}`
+          : `SET SESSION max_execution_time = ${ms}`;
+        try {
+          leftover = await upstreamInit(conn.socket, leftover, sql);
+        } catch (e) {
+          conn.socket.destroy();
+          this.fatal(
+            ER.UNKNOWN,
+            'HY000',
+            `cannot apply statement_timeout_ms of the target's signed bundle upstream: ${(e as Error).message}`,
+            'statement timeout not applied',
+          );
+          return;
+        }
+        if (this.isClosed()) {
+          conn.socket.destroy();
+          return;
+        }
+      }
       this.upstream = conn.socket;
+      this.serverStatus = conn.status;
       this.context = {
         sessionId: this.id,
         protocol: 'mysql',
@@ -658,8 +720,9 @@ export class MysqlSession {
       this.upstream.on('data', (chunk: Buffer) => this.onUpstreamData(chunk));
       this.upstream.on('error', () => this.upstreamLost());
       this.upstream.on('close', () => this.upstreamLost());
-      if (conn.leftover.length > 0) this.onUpstreamData(conn.leftover);
+      if (leftover.length > 0) this.onUpstreamData(leftover);
       void this.emitEvent(() => this.deps.events.authenticated?.(this.context as SessionContext));
+      this.idle.touch();
       this.kick();
     } catch (e) {
       const msg = isWardenError(e) ? e.message : 'cannot connect to the upstream database';
@@ -695,6 +758,7 @@ export class MysqlSession {
       this.processing = false;
     }
     if (this.queue.length > 0 && this.phase === 'ready' && !this.pending) this.kick();
+    else if (this.draining && this.isIdle()) this.shutdown();
   }
 
   /** Answers the command in flight with an ERR made by Warden. */
@@ -1095,6 +1159,8 @@ export class MysqlSession {
       return;
     }
     this.writeClient(out);
+    if (this.pending === null) this.idle.mark();
+    if (this.draining && this.isIdle()) this.shutdown();
   }
 
   /** Rewrites the sequence id of a header in place to the one the client expects. */
@@ -1163,6 +1229,7 @@ export class MysqlSession {
       case 'first': {
         if (pend.kind === 'simple') {
           if (head === 0xff) pend.sqlstate = decodeErr(body).sqlstate;
+          else if (head === 0x00) this.serverStatus = decodeOk(body).status;
           emit(hdr);
           emit(body);
           return this.finishResponse();
@@ -1199,6 +1266,7 @@ export class MysqlSession {
         }
         if (head === 0x00) {
           const ok = decodeOk(body);
+          this.serverStatus = ok.status;
           pend.affected += ok.affectedRows;
           pend.results++;
           emit(hdr);
@@ -1253,6 +1321,7 @@ export class MysqlSession {
           return this.finishResponse();
         }
         const status = terminatorStatus(body);
+        this.serverStatus = status;
         if (status & STATUS.MORE_RESULTS_EXISTS) {
           pend.state = 'first';
           return;
@@ -1354,6 +1423,7 @@ export class MysqlSession {
     this.phase = 'closed';
     this.closeReason = reason;
     if (this.startupTimer) clearTimeout(this.startupTimer);
+    this.idle.stop();
     this.holdAbort?.abort();
     if (graceful) this.client.end();
     else this.client.destroy();
@@ -1374,10 +1444,84 @@ export class MysqlSession {
     this.deps.onClose(this);
   }
 
-  /** Asks the session to end because the gateway is shutting down. */
+  /** Ends the session now because the gateway is shutting down (ERR 1053); a command in flight is cut. */
   shutdown(): void {
-    this.fatal(ER.SERVER_SHUTDOWN, '08S01', 'Warden is shutting down', 'gateway shutdown');
+    this.fatal(
+      ER.SERVER_SHUTDOWN,
+      '08S01',
+      'Server shutdown in progress: Warden is shutting down',
+      'gateway shutdown',
+    );
   }
+
+  /**
+   * Graceful drain: a session with no command in flight and no open transaction ends now (ERR 1053); any other
+   * session ends as soon as its current command and transaction are over. The listener cuts the rest with
+   * `shutdown()` when its drain time is up.
+   */
+  beginDrain(): void {
+    if (this.phase === 'closed') return;
+    this.draining = true;
+    if (this.phase !== 'ready' || this.isIdle()) this.shutdown();
+  }
+
+  /** A command queued, being decided (or held for approval), or its response still coming. */
+  private busy(): boolean {
+    return (
+      this.queue.length > 0 ||
+      this.processing ||
+      this.pending !== null ||
+      this.holdAbort !== null ||
+      this.uCap !== null ||
+      this.uStream > 0 ||
+      this.uCont
+    );
+  }
+
+  /** Nothing in flight and outside a transaction. */
+  private isIdle(): boolean {
+    return !this.busy() && (this.serverStatus & STATUS.IN_TRANS) === 0;
+  }
+}
+
+/**
+ * Runs one statement that answers OK on a fresh upstream connection before any client command (the bundle's
+ * statement timeout); resolves with the bytes that came after the answer, rejects on an ERR, a close or 10 s.
+ */
+function upstreamInit(socket: net.Socket, leftover: Buffer, sql: string): Promise<Buffer> {
+  return new Promise((resolve, reject) => {
+    let buf = leftover;
+    const done = (err: Error | null, rest?: Buffer): void => {
+      clearTimeout(timer);
+      socket.off('data', onData);
+      socket.off('error', onError);
+      socket.off('close', onClose);
+      if (err) reject(err);
+      else resolve(rest as Buffer);
+    };
+    const onData = (b: Buffer): void => {
+      buf = buf.length === 0 ? b : Buffer.concat([buf, b]);
+      if (buf.length < 4) return;
+      const len = buf.readUIntLE(0, 3);
+      if (len > MAX_INIT_ANSWER) return done(new Error('answer too large'));
+      if (buf.length < 4 + len) return;
+      const body = buf.subarray(4, 4 + len);
+      if (body[0] === 0x00) return done(null, Buffer.from(buf.subarray(4 + len)));
+      if (body[0] === 0xff) {
+        const e = decodeErr(body);
+        return done(new Error(`server said ${e.errno} (${e.sqlstate}): ${e.message}`));
+      }
+      done(new Error('unexpected answer'));
+    };
+    const onError = (e: Error): void => done(e);
+    const onClose = (): void => done(new Error('connection closed'));
+    const timer = setTimeout(() => done(new Error('no answer in time')), 10_000);
+    socket.on('data', onData);
+    socket.on('error', onError);
+    socket.on('close', onClose);
+    socket.write(packet(0, Buffer.concat([Buffer.from([COM.QUERY]), Buffer.from(sql, 'utf8')])));
+    if (buf.length > 0) onData(Buffer.alloc(0));
+  });
 }
 
 /** Whether unknown users take the native path: when most configured users carry a native hash, so they blend in. */

@@ -57,6 +57,9 @@ import type {
 } from '../config/gateway-config.js';
 import { connectUpstream, sendUpstreamCancel, type UpstreamEndpoint } from '../upstream/pg-connect.js';
 import type { CancelRegistry } from './cancel-registry.js';
+import { IdleWatch, type TargetSessionSettings } from './session-limits.js';
+
+export type { TargetSessionSettings } from './session-limits.js';
 
 /** What a session needs from the gateway around it. */
 export interface SessionDeps {
@@ -73,19 +76,6 @@ export interface SessionDeps {
   onClose(session: PgSession): void;
   /** The target's settings from its running signed bundle (read at connect and at each idle wait); none: defaults. */
   settingsFor?(target: TargetConfig): TargetSessionSettings | undefined;
-}
-
-/** What a target's signed bundle asks of its sessions (src/bundle/settings.ts). */
-export interface TargetSessionSettings {
-  /** Sent upstream as the session's `statement_timeout` startup parameter (its reset value). */
-  readonly statementTimeoutMs?: number;
-  /** The gateway closes a session whose client stays idle this long (FATAL 57P05). */
-  readonly idleSessionTimeoutMs?: number;
-  /** Refusal of a session that may not use the target (e.g. plaintext, or a source outside the allowed ranges). */
-  admit?(session: {
-    readonly tls: boolean;
-    readonly sourceAddress: string;
-  }): { readonly sqlstate: string; readonly message: string } | undefined;
 }
 
 /** Client startup parameters forwarded upstream. Anything else (role, options, replication, ...) is never forwarded. */
@@ -146,9 +136,25 @@ export class PgSession {
   private closeReason = '';
   /** Releases this session's waiting slot in the authentication throttle (while a slowed answer is pending). */
   private releaseAuthSlot: (() => void) | null = null;
-  /** Idle-session timeout (bundle setting): when the client last sent something or a batch completed. */
-  private lastActivity = 0;
-  private idleTimer: NodeJS.Timeout | null = null;
+  /** Idle-session timeout (bundle setting `idle_session_timeout_ms`; FATAL 57P05). */
+  private readonly idle = new IdleWatch({
+    timeoutMs: () =>
+      this.target === null ? undefined : this.deps.settingsFor?.(this.target)?.idleSessionTimeoutMs,
+    busy: () =>
+      this.queue.length > 0 ||
+      this.processing ||
+      this.holdAbort !== null ||
+      this.syncsAcked < this.syncsForwarded ||
+      !this.atUpstreamBoundary(),
+    expire: (ms) => {
+      if (this.phase !== 'ready') return;
+      this.fatal(
+        '57P05',
+        `terminating connection due to idle-session timeout (idle_session_timeout_ms ${ms} of the target's signed bundle)`,
+        'idle-session timeout',
+      );
+    },
+  });
 
   // statement path state
   private readonly queue: Frame[] = [];
@@ -224,7 +230,7 @@ export class PgSession {
 
   private onClientData(chunk: Buffer): void {
     if (this.phase === 'closed') return;
-    if (this.phase === 'ready') this.touch();
+    if (this.phase === 'ready') this.idle.touch();
     try {
       this.framer.push(chunk);
       if (this.phase === 'startup') {
@@ -520,7 +526,7 @@ export class PgSession {
       if (this.startupTimer) clearTimeout(this.startupTimer);
       this.startupTimer = null;
       this.phase = 'ready';
-      this.touch();
+      this.idle.touch();
       this.client.write(Buffer.concat(hello));
       this.upstream.on('data', (chunk: Buffer) => this.onUpstreamData(chunk));
       this.upstream.on('error', () => this.upstreamLost());
@@ -906,7 +912,7 @@ export class PgSession {
         out.push(raw);
         this.txStatus = body[0] ?? 0x49;
         this.syncsAcked++;
-        if (this.idleTimer !== null) this.lastActivity = performance.now();
+        this.idle.mark();
         this.finishBatch(this.syncsAcked);
         if (this.synthetic.length > 0) {
           const keep: { after: number; data: Buffer }[] = [];
@@ -970,45 +976,6 @@ export class PgSession {
     this.fatal('08006', 'the connection to the upstream database was lost', 'upstream lost');
   }
 
-  // ---------------------------------------------------------------- idle-session timeout
-
-  /** Client activity: restarts the idle clock, arming the timer if the target's bundle sets a timeout. */
-  private touch(): void {
-    this.lastActivity = performance.now();
-    if (this.idleTimer !== null || this.target === null) return;
-    const ms = this.deps.settingsFor?.(this.target)?.idleSessionTimeoutMs;
-    if (ms !== undefined) this.armIdle(ms);
-  }
-
-  private armIdle(ms: number): void {
-    this.idleTimer = setTimeout(() => this.onIdleTimer(), ms);
-    this.idleTimer.unref();
-  }
-
-  /** Re-reads the setting (a new bundle may change it) and ends the session if it was idle that long. */
-  private onIdleTimer(): void {
-    this.idleTimer = null;
-    if (this.phase !== 'ready' || this.target === null) return;
-    const ms = this.deps.settingsFor?.(this.target)?.idleSessionTimeoutMs;
-    if (ms === undefined) return; // re-armed by the next activity if a later bundle sets it
-    const busy =
-      this.queue.length > 0 ||
-      this.processing ||
-      this.holdAbort !== null ||
-      this.syncsAcked < this.syncsForwarded ||
-      !this.atUpstreamBoundary();
-    const idleFor = performance.now() - this.lastActivity;
-    if (busy || idleFor < ms) {
-      this.armIdle(busy ? ms : Math.max(1, ms - idleFor));
-      return;
-    }
-    this.fatal(
-      '57P05',
-      `terminating connection due to idle-session timeout (idle_session_timeout_ms ${ms} of the target's signed bundle)`,
-      'idle-session timeout',
-    );
-  }
-
   // ---------------------------------------------------------------- closing
 
   /** Sends a FATAL error to the client and closes the session. */
@@ -1029,7 +996,7 @@ export class PgSession {
     this.closeReason = reason;
     if (this.startupTimer) clearTimeout(this.startupTimer);
     this.releaseAuthSlot?.();
-    if (this.idleTimer !== null) clearTimeout(this.idleTimer);
+    this.idle.stop();
     this.holdAbort?.abort();
     if (this.myKey) this.deps.cancels.release(this.myKey.pid);
     if (graceful) this.client.end();

@@ -133,6 +133,26 @@ describe('mysql analyser', () => {
     assert.equal(one('SET NAMES utf8mb4').kind, 'VariableSetStmt');
   });
 
+  it("reports MySQL's statement-timeout variables as the setting statement_timeout (the bundle guard pins it)", () => {
+    for (const sql of [
+      'SET max_statement_time = 0',
+      'SET SESSION max_statement_time = 100',
+      'SET @@session.max_statement_time = 0',
+      'SET SESSION max_statement_time := 0',
+      'SET @@max_execution_time = 0',
+      'SET LOCAL max_execution_time = 5',
+      'SET autocommit = 1, max_statement_time = 0',
+    ]) {
+      assert.deepEqual(
+        one(sql).settings.map((x) => x.name),
+        ['statement_timeout'],
+        sql,
+      );
+    }
+    assert.equal(deniedBy('SET STATEMENT max_statement_time = 0 FOR SELECT 1'), 'setting:statement');
+    assert.equal(deniedBy('SET GLOBAL max_statement_time = 0'), 'setting:global');
+  });
+
   it('decides PREPARE by its body and names EXECUTE / DEALLOCATE', () => {
     const p = one("PREPARE s FROM 'DELETE FROM ledger'");
     assert.equal(p.kind, 'PrepareStmt');

@@ -860,6 +860,17 @@ function show(s: LexedStatement, database: string): StatementSummary {
   });
 }
 
+/**
+ * MySQL's names of the statement timeout (MariaDB `max_statement_time`, MySQL 8 `max_execution_time`). A SET of
+ * either is reported to the policy as the setting `statement_timeout`, so the one rule that decides PostgreSQL's
+ * statement_timeout decides them too: allowed like any harmless setting, refused by the bundle guard while a signed
+ * bundle pins `statement_timeout_ms` (src/bundle/guard.ts).
+ */
+export const MYSQL_STATEMENT_TIMEOUT_SETTINGS: ReadonlySet<string> = new Set([
+  'max_statement_time',
+  'max_execution_time',
+]);
+
 /** SET: user variables (their expressions walked), harmless session variables, the rest reported or denied. */
 function setStatement(s: LexedStatement, database: string): StatementSummary {
   const w = words(s);
@@ -957,6 +968,10 @@ function setStatement(s: LexedStatement, database: string): StatementSummary {
       if (!(right?.['type'] === 'origin' && /^(DEFAULT|ON|OFF|TRUE|FALSE)$/i.test(String(right['value'])))) {
         throw new Deny(`setting:${name}`, `setting ${name} may only be set to a constant`);
       }
+    }
+    if (MYSQL_STATEMENT_TIMEOUT_SETTINGS.has(name)) {
+      wk.settings.push({ name: 'statement_timeout' });
+      continue;
     }
     if (MYSQL_HARMLESS_SETTINGS.has(name)) continue;
     wk.settings.push({ name, value: nameOf(right) ?? str(right['value']) });
