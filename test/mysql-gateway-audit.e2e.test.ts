@@ -186,6 +186,14 @@ describe('MySQL front end and the audit log', { timeout: 120_000 }, async () => 
     });
     await c.query('SELECT 40 + 2 AS answer');
     await c.execute('SELECT ? AS p', ['bound']);
+    // An execute of a statement id the client closed is refused by the gateway (nothing recorded as run).
+    const st = await c.prepare('SELECT ? AS q');
+    await st.execute(['once']);
+    await st.close();
+    await assert.rejects(
+      st.execute(['after close']),
+      /Unknown prepared statement handler \(\d+\) given to mysqld_stmt_execute/,
+    );
     await c.end();
     await assert.rejects(
       mysql.createConnection({ host: '127.0.0.1', port, user: 'alice', password: 'wrong', database: 'shop' }),
@@ -231,6 +239,13 @@ describe('MySQL front end and the audit log', { timeout: 120_000 }, async () => 
     assert.equal(bind.statementId, prep.id, 'the execute entry links to its prepare entry');
     assert.equal(bind.sessionId, prep.sessionId);
     assert.equal(Object.hasOwn(bind, 'approvalRequestId'), false, 'no approval was involved');
+    const q = entries.find((e) => e.kind === 'statement' && e.text === 'SELECT ? AS q');
+    const sessionBinds = entries.filter((e) => e.kind === 'statement.bind' && e.sessionId === prep.sessionId);
+    assert.deepEqual(
+      sessionBinds.map((b) => b.kind === 'statement.bind' && b.statementId),
+      [prep.id, q?.id],
+      'one entry per execute that ran, each linked to its own prepare; none for the closed id',
+    );
     const fail = entries.find((e) => e.kind === 'auth.failure') as unknown as {
       user: string;
       reason: string;
