@@ -105,7 +105,8 @@ export interface PolicyHook extends StatementHook {
   readonly target: TargetConfig;
   check(request: StatementRequest): Promise<StatementVerdict>;
   /**
-   * A Bind of a statement whose Parse the policy sent to approval: decided here, bound to the parameters' hash
+   * A Bind (MySQL: COM_STMT_EXECUTE) of a statement whose Parse (COM_STMT_PREPARE) the policy sent to approval:
+   * decided here, bound to the parameters' hash
    * (run if an approval for this exact text and these parameters can be claimed; else refused or held). Present
    * only with an approvals service (without one, such a Parse is refused), so sessions skip Binds otherwise.
    */
@@ -496,7 +497,9 @@ class Hook implements PolicyHook {
         prepared.clear();
       }
     }
-    // The extended protocol's named statements share PostgreSQL's namespace with SQL-level PREPARE.
+    // The extended protocol's named statements share PostgreSQL's namespace with SQL-level PREPARE. MySQL's
+    // protocol statement ids (path 'mysql-prepare') do not: SQL EXECUTE cannot reach them, so they are not added;
+    // their executes reach the hook through bind() instead.
     if (req.path === 'parse' && req.statementName !== undefined && req.statementName !== '') {
       const name = req.statementName;
       prepared.set(name, remember(prepared.get(name), analysis.statements));
