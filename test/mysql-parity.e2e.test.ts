@@ -25,6 +25,7 @@ import { makeTestPki, type TestPki } from './harness/certs.js';
 import {
   createMariadbFixture,
   mariadbAvailable,
+  mariadbRoot,
   runMariadb,
   type MariadbFixture,
 } from './harness/mariadb.js';
@@ -446,7 +447,11 @@ describe('MySQL graceful drain', { timeout: 120_000 }, () => {
       user: db.user,
       password: db.password,
       database: db.database,
-      sql: 'CREATE TABLE t (id INT PRIMARY KEY);',
+      sql: [
+        'CREATE TABLE t (id INT PRIMARY KEY);',
+        'CREATE TABLE big (n INT);',
+        'INSERT INTO big WITH RECURSIVE s(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM s WHERE n < 100) SELECT n FROM s;',
+      ].join(' '),
     });
     assert.equal(setup.code, 0, setup.stderr);
     writeFileSync(join(dir, 'up.pw'), db.password, { mode: 0o600 });
@@ -482,6 +487,8 @@ describe('MySQL graceful drain', { timeout: 120_000 }, () => {
 
   after(async () => {
     if (!closed) await gw?.close(0);
+    // Whatever happened, the heavy statement must not keep a core busy.
+    if (db) await mariadbRoot(`KILL QUERY USER '${db.user}'`).catch(() => undefined);
     await db?.drop();
     if (dir) rmSync(dir, { recursive: true, force: true });
   });
@@ -494,6 +501,7 @@ describe('MySQL graceful drain', { timeout: 120_000 }, () => {
     const running = await connect();
     const inTx = await connect();
     const stuck = await connect();
+    const heavy = await connect();
     const [wi, wr, wt, ws] = [idle, running, inTx, stuck].map(watch) as [
       ReturnType<typeof watch>,
       ReturnType<typeof watch>,
@@ -503,6 +511,11 @@ describe('MySQL graceful drain', { timeout: 120_000 }, () => {
     await inTx.query('BEGIN');
     await inTx.query('INSERT INTO t VALUES (1)');
     await stuck.query('BEGIN');
+    // 10^10 joined rows: still running at the drain deadline (minutes of work).
+    const heavyQuery = heavy.query('SELECT COUNT(*) FROM big a, big b, big c, big d, big e').then(
+      () => 'finished',
+      (e: { errno?: number }) => String(e.errno),
+    );
     const slow = running.query('SELECT SLEEP(1.5) AS s');
     await sleep(200);
     const started = Date.now();
@@ -532,6 +545,20 @@ describe('MySQL graceful drain', { timeout: 120_000 }, () => {
     assert.ok(took >= 5500 && took < 15_000, `close took ${took} ms`);
     await until(() => ws.ended(), 3000, 'the stuck session to be cut');
     assert.equal(ws.errors[0]?.code, 1053);
+    // The statement left at the deadline got the ERR as its answer, and was stopped upstream (KILL QUERY).
+    assert.equal(await heavyQuery, '1053');
+    let left = 1;
+    for (let i = 0; i < 50 && left > 0; i++) {
+      left = Number(
+        (
+          await mariadbRoot(
+            `SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE USER = '${db.user}' AND INFO LIKE 'SELECT COUNT(*) FROM big%'`,
+          )
+        ).trim(),
+      );
+      if (left > 0) await sleep(100);
+    }
+    assert.equal(left, 0, 'the heavy statement still runs upstream');
     // What committed during the drain is there.
     const check = await runMariadb({
       port: 3306,
@@ -541,6 +568,6 @@ describe('MySQL graceful drain', { timeout: 120_000 }, () => {
       sql: 'SELECT id FROM t ORDER BY id',
     });
     assert.equal(check.stdout, 'id\n1\n2\n');
-    for (const c of [idle, running, inTx, stuck]) c.destroy();
+    for (const c of [idle, running, inTx, stuck, heavy]) c.destroy();
   });
 });

@@ -61,7 +61,8 @@ import {
   type ExecuteParam,
 } from '../wire/mysql/codec.js';
 import { mysqlErrorFor } from '../wire/mysql/errors.js';
-import { connectMysqlUpstream } from '../upstream/mysql-connect.js';
+import { connectMysqlUpstream, type MysqlEndpoint } from '../upstream/mysql-connect.js';
+import type { UpstreamLogin } from '../upstream/pg-connect.js';
 import { IdleWatch, type TargetSessionSettings } from './session-limits.js';
 
 /** What a MySQL session needs from the gateway around it. */
@@ -203,6 +204,13 @@ export class MysqlSession {
   private closeReason = '';
   /** The gateway is shutting down: end the session at the next idle point. */
   private draining = false;
+  /** What `KILL QUERY` needs to stop this session's upstream statement from another connection. */
+  private killer: {
+    readonly endpoint: MysqlEndpoint;
+    readonly login: UpstreamLogin;
+    readonly threadId: number;
+    readonly database: string;
+  } | null = null;
   /** Server status flags of the last OK / EOF from upstream (SERVER_STATUS_IN_TRANS tells an open transaction). */
   private serverStatus = 0;
   private readonly idle = new IdleWatch({
@@ -657,26 +665,24 @@ export class MysqlSession {
       groups: user.groups,
       attributes: user.attributes,
     };
+    const endpoint: MysqlEndpoint = {
+      host: target.host,
+      port: target.port,
+      tls: target.tls.mode,
+      ...(target.tls.caFile !== undefined ? { caFile: target.tls.caFile } : {}),
+      ...(target.tls.serverName !== undefined ? { serverName: target.tls.serverName } : {}),
+    };
     try {
-      const conn = await connectMysqlUpstream(
-        {
-          host: target.host,
-          port: target.port,
-          tls: target.tls.mode,
-          ...(target.tls.caFile !== undefined ? { caFile: target.tls.caFile } : {}),
-          ...(target.tls.serverName !== undefined ? { serverName: target.tls.serverName } : {}),
-        },
-        login,
-        {
-          database: target.database,
-          clientCapabilities: this.clientCaps,
-          charset: upstreamCollation(this.clientCharset),
-        },
-      );
+      const conn = await connectMysqlUpstream(endpoint, login, {
+        database: target.database,
+        clientCapabilities: this.clientCaps,
+        charset: upstreamCollation(this.clientCharset),
+      });
       if (this.isClosed()) {
         conn.socket.destroy();
         return;
       }
+      this.killer = { endpoint, login, threadId: conn.handshake.connectionId, database: target.database };
       let leftover = conn.leftover;
       if (settings?.statementTimeoutMs !== undefined) {
         // INVARIANT: the session never runs a client command without the bundle's statement timeout in place.
@@ -1444,8 +1450,14 @@ export class MysqlSession {
     this.deps.onClose(this);
   }
 
-  /** Ends the session now because the gateway is shutting down (ERR 1053); a command in flight is cut. */
+  /**
+   * Ends the session now because the gateway is shutting down (ERR 1053). A statement still running upstream is
+   * stopped with `KILL QUERY` from a separate connection (closing the socket alone does not stop it).
+   */
   shutdown(): void {
+    if (this.phase === 'ready' && this.pending !== null && this.killer !== null) {
+      killUpstreamQuery(this.killer).catch(() => undefined);
+    }
     this.fatal(
       ER.SERVER_SHUTDOWN,
       '08S01',
@@ -1485,8 +1497,8 @@ export class MysqlSession {
 }
 
 /**
- * Runs one statement that answers OK on a fresh upstream connection before any client command (the bundle's
- * statement timeout); resolves with the bytes that came after the answer, rejects on an ERR, a close or 10 s.
+ * Runs one statement answered by an OK on an upstream connection, before any other command on it (the bundle's
+ * statement timeout, KILL QUERY); resolves with the bytes after the answer, rejects on an ERR, a close or 10 s.
  */
 function upstreamInit(socket: net.Socket, leftover: Buffer, sql: string): Promise<Buffer> {
   return new Promise((resolve, reject) => {
@@ -1522,6 +1534,24 @@ function upstreamInit(socket: net.Socket, leftover: Buffer, sql: string): Promis
     socket.write(packet(0, Buffer.concat([Buffer.from([COM.QUERY]), Buffer.from(sql, 'utf8')])));
     if (buf.length > 0) onData(Buffer.alloc(0));
   });
+}
+
+/** Stops the statement running on upstream thread `threadId` (best effort): `KILL QUERY` over a new connection. */
+async function killUpstreamQuery(k: {
+  readonly endpoint: MysqlEndpoint;
+  readonly login: UpstreamLogin;
+  readonly threadId: number;
+  readonly database: string;
+}): Promise<void> {
+  const conn = await connectMysqlUpstream({ ...k.endpoint, connectTimeoutMs: 5000 }, k.login, {
+    database: k.database,
+  });
+  try {
+    await upstreamInit(conn.socket, conn.leftover, `KILL QUERY ${k.threadId}`);
+  } finally {
+    conn.socket.end(packet(0, Buffer.from([COM.QUIT])));
+    setTimeout(() => conn.socket.destroy(), 1000).unref();
+  }
 }
 
 /** Whether unknown users take the native path: when most configured users carry a native hash, so they blend in. */
