@@ -97,5 +97,6 @@ describe('mysqlRoundOrder', () => {
     assert.equal(c.filter((x) => x.workload === 'select-only').length, 3);
     assert.equal(c.filter((x) => x.workload === 'read-write').length, 3);
     assert.ok(c.some((x) => x.workload === 'prepared'));
+    assert.ok(c.some((x) => x.workload === 'fresh'));
   });
 });
