@@ -1,6 +1,7 @@
-// Listener limits shared by the PostgreSQL and MySQL front ends: immediate refusals, the per-address startup cap, graceful drain.
+// Listener limits shared by the PostgreSQL and MySQL front ends: immediate refusals, the per-address startup cap,
+// graceful drain, and the TCP accept loop that applies them.
 
-import type net from 'node:net';
+import net from 'node:net';
 import { addressKey } from '../identity/throttle.js';
 
 /**
@@ -51,4 +52,79 @@ export async function drainSessions(sessions: ReadonlySet<LimitedSession>, drain
   const deadline = Date.now() + drainMs;
   while (sessions.size > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
   for (const s of [...sessions]) s.shutdown();
+}
+
+/** A listening front end: its bound address, its live sessions, and a graceful close. */
+export interface TcpListener<S> {
+  readonly host: string;
+  readonly port: number;
+  readonly sessions: ReadonlySet<S>;
+  /** Stops accepting, drains the sessions (see drainSessions) and resolves once the server is closed. */
+  close(drainMs?: number): Promise<void>;
+}
+
+/** What a front end gives listenTcp: its limits, its refusal messages (already framed) and its session factory. */
+export interface TcpListenerOptions<S extends LimitedSession> {
+  maxConnections: number;
+  maxStartupsPerAddress: number;
+  /** Sent instead of anything else to a connection over `maxConnections`, then closed. */
+  tooMany: Buffer;
+  /** Sent to a connection whose address already has `maxStartupsPerAddress` logins under way, then closed. */
+  tooManyStarting: Buffer;
+  /** Starts a session on an admitted socket; `onClose` must be called when it ends (it leaves the set). */
+  startSession(socket: net.Socket, onClose: (session: S) => void): S;
+}
+
+/**
+ * Listens on `host:port` and hands each admitted connection to its own session. Connections over the
+ * connection cap, or from an address over its startup cap, are refused before any exchange; a session that
+ * fails to start only loses its own socket.
+ */
+export async function listenTcp<S extends LimitedSession>(
+  host: string,
+  port: number,
+  o: TcpListenerOptions<S>,
+): Promise<TcpListener<S>> {
+  const sessions = new Set<S>();
+  const onClose = (s: S): void => {
+    sessions.delete(s);
+  };
+  const server = net.createServer({ noDelay: true }, (socket) => {
+    socket.on('error', () => socket.destroy());
+    if (sessions.size >= o.maxConnections) {
+      // Refused before reading anything (each protocol's own "too many" error), then closed at once.
+      refuse(socket, o.tooMany);
+      return;
+    }
+    // One address cannot hold every slot with connections that never finish logging in (they wait for the
+    // startup timeout or a slowed answer): its connections still starting up are capped.
+    if (tooManyStarting(sessions, socket.remoteAddress ?? '', o.maxStartupsPerAddress)) {
+      refuse(socket, o.tooManyStarting);
+      return;
+    }
+    try {
+      sessions.add(o.startSession(socket, onClose));
+    } catch {
+      socket.destroy();
+    }
+  });
+  server.maxConnections = o.maxConnections + 16;
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, host, () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+  const addr = server.address() as net.AddressInfo;
+  return {
+    host: addr.address,
+    port: addr.port,
+    sessions,
+    async close(drainMs = 5000) {
+      const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+      await drainSessions(sessions, drainMs);
+      await closed;
+    },
+  };
 }

@@ -1,11 +1,10 @@
 // Accepts MySQL client connections and hands each to its own session; one bad client never touches another.
 
-import net from 'node:net';
 import { MysqlSession, type MysqlSessionDeps } from '../session/mysql-session.js';
 import { ER } from '../wire/mysql/constants.js';
 import { encodeErr } from '../wire/mysql/codec.js';
 import { packet } from '../wire/mysql/framing.js';
-import { drainSessions, refuse, tooManyStarting } from './listener-limits.js';
+import { listenTcp, type TcpListener } from './listener-limits.js';
 
 /** Sent instead of the handshake to a connection over `limits.max_connections` (the server's own errno), then closed. */
 const TOO_MANY = packet(
@@ -22,10 +21,7 @@ const TOO_MANY_STARTING = packet(
   }),
 );
 
-export interface MysqlListener {
-  readonly host: string;
-  readonly port: number;
-  readonly sessions: ReadonlySet<MysqlSession>;
+export interface MysqlListener extends TcpListener<MysqlSession> {
   /**
    * Stops accepting; idle sessions end at once (ERR 1053), busy ones when their command and transaction are over,
    * and whatever is left after `drainMs` is cut with the same ERR.
@@ -33,49 +29,18 @@ export interface MysqlListener {
   close(drainMs?: number): Promise<void>;
 }
 
+/** Refusals are ERR 1040 before the handshake, as a MySQL server sends (input is drained so the close is clean). */
 export async function listenMysql(
   host: string,
   port: number,
   maxConnections: number,
   deps: Omit<MysqlSessionDeps, 'onClose'>,
 ): Promise<MysqlListener> {
-  const sessions = new Set<MysqlSession>();
-  const sessionDeps: MysqlSessionDeps = { ...deps, onClose: (s) => sessions.delete(s) };
-  const server = net.createServer({ noDelay: true }, (socket) => {
-    socket.on('error', () => socket.destroy());
-    if (sessions.size >= maxConnections) {
-      // Refused before any exchange with ERR 1040, as a MySQL server does; input is drained so the close is clean,
-      // and the socket never lingers (a flood of refused sockets must not hold resources).
-      refuse(socket, TOO_MANY);
-      return;
-    }
-    if (tooManyStarting(sessions, socket.remoteAddress ?? '', deps.config.limits.maxStartupsPerAddress)) {
-      refuse(socket, TOO_MANY_STARTING);
-      return;
-    }
-    try {
-      sessions.add(new MysqlSession(socket, sessionDeps));
-    } catch {
-      socket.destroy();
-    }
+  return listenTcp(host, port, {
+    maxConnections,
+    maxStartupsPerAddress: deps.config.limits.maxStartupsPerAddress,
+    tooMany: TOO_MANY,
+    tooManyStarting: TOO_MANY_STARTING,
+    startSession: (socket, onClose) => new MysqlSession(socket, { ...deps, onClose }),
   });
-  server.maxConnections = maxConnections + 16;
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(port, host, () => {
-      server.off('error', reject);
-      resolve();
-    });
-  });
-  const addr = server.address() as net.AddressInfo;
-  return {
-    host: addr.address,
-    port: addr.port,
-    sessions,
-    async close(drainMs = 5000) {
-      const closed = new Promise<void>((resolve) => server.close(() => resolve()));
-      await drainSessions(sessions, drainMs);
-      await closed;
-    },
-  };
 }

@@ -1,6 +1,5 @@
 // Accepts PostgreSQL client connections and hands each to its own session; one bad client never touches another.
 
-import net from 'node:net';
 import tls from 'node:tls';
 import { readFileSync } from 'node:fs';
 import { WardenError } from '../core/errors.js';
@@ -8,7 +7,7 @@ import { readSecret } from '../core/secrets.js';
 import type { GatewayConfig } from '../config/gateway-config.js';
 import { PgSession, type SessionDeps } from '../session/pg-session.js';
 import { errorResponse } from '../wire/pg/messages.js';
-import { drainSessions, refuse, tooManyStarting } from './listener-limits.js';
+import { listenTcp, type TcpListener } from './listener-limits.js';
 
 /** Sent to a connection over `limits.max_connections` (PostgreSQL's own words and SQLSTATE), then closed. */
 const TOO_MANY = errorResponse({
@@ -71,10 +70,7 @@ export function serverTlsContext(t: NonNullable<GatewayConfig['tls']>): tls.Secu
   }
 }
 
-export interface PgListener {
-  readonly host: string;
-  readonly port: number;
-  readonly sessions: ReadonlySet<PgSession>;
+export interface PgListener extends TcpListener<PgSession> {
   /**
    * Stops accepting; idle sessions end at once, busy ones when their statement and transaction are over,
    * and whatever is left after `drainMs` is ended with FATAL 57P01.
@@ -82,50 +78,18 @@ export interface PgListener {
   close(drainMs?: number): Promise<void>;
 }
 
+/** Refusals are a FATAL 53300 before reading anything, as PostgreSQL answers. */
 export async function listenPg(
   host: string,
   port: number,
   maxConnections: number,
   deps: Omit<SessionDeps, 'onClose'>,
 ): Promise<PgListener> {
-  const sessions = new Set<PgSession>();
-  const sessionDeps: SessionDeps = { ...deps, onClose: (s) => sessions.delete(s) };
-  const server = net.createServer({ noDelay: true }, (socket) => {
-    socket.on('error', () => socket.destroy());
-    if (sessions.size >= maxConnections) {
-      // Refused before reading anything: a FATAL 53300 (as PostgreSQL answers), then the connection is closed.
-      refuse(socket, TOO_MANY);
-      return;
-    }
-    // One address cannot hold every slot with connections that never finish logging in (they wait for the
-    // startup timeout or a slowed answer): its connections still starting up are capped.
-    if (tooManyStarting(sessions, socket.remoteAddress ?? '', deps.config.limits.maxStartupsPerAddress)) {
-      refuse(socket, TOO_MANY_STARTING);
-      return;
-    }
-    try {
-      sessions.add(new PgSession(socket, sessionDeps));
-    } catch {
-      socket.destroy();
-    }
+  return listenTcp(host, port, {
+    maxConnections,
+    maxStartupsPerAddress: deps.config.limits.maxStartupsPerAddress,
+    tooMany: TOO_MANY,
+    tooManyStarting: TOO_MANY_STARTING,
+    startSession: (socket, onClose) => new PgSession(socket, { ...deps, onClose }),
   });
-  server.maxConnections = maxConnections + 16;
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(port, host, () => {
-      server.off('error', reject);
-      resolve();
-    });
-  });
-  const addr = server.address() as net.AddressInfo;
-  return {
-    host: addr.address,
-    port: addr.port,
-    sessions,
-    async close(drainMs = 5000) {
-      const closed = new Promise<void>((resolve) => server.close(() => resolve()));
-      await drainSessions(sessions, drainMs);
-      await closed;
-    },
-  };
 }
