@@ -17,7 +17,6 @@ import { createHash, randomBytes, randomInt, randomUUID } from 'node:crypto';
 import { isWardenError } from '../core/errors.js';
 import type {
   BindRequest,
-  Principal,
   SessionContext,
   SessionEvents,
   StatementHook,
@@ -64,6 +63,7 @@ import { mysqlErrorFor } from '../wire/mysql/errors.js';
 import { connectMysqlUpstream, type MysqlEndpoint } from '../upstream/mysql-connect.js';
 import type { UpstreamLogin } from '../upstream/pg-connect.js';
 import { IdleWatch, type TargetSessionSettings } from './session-limits.js';
+import { emitEvent, principalOf, targetEndpoint, tearDownSession } from './session-common.js';
 
 /** What a MySQL session needs from the gateway around it. */
 export interface MysqlSessionDeps {
@@ -542,7 +542,7 @@ export class MysqlSession {
   }
 
   private authFailed(reason: string): void {
-    void this.emitEvent(() =>
+    void emitEvent(() =>
       this.deps.events.authFailed?.({
         user: this.user,
         target: this.database,
@@ -589,14 +589,6 @@ export class MysqlSession {
     };
     if (delay > 0) setTimeout(finish, delay);
     else finish();
-  }
-
-  private async emitEvent(fn: () => Promise<void> | void): Promise<void> {
-    try {
-      await fn();
-    } catch {
-      // Event sinks must not break the session; the audit sink itself fails closed where it matters.
-    }
   }
 
   /** The target the client asked for, or the user's only MySQL target when it named none. */
@@ -659,19 +651,8 @@ export class MysqlSession {
       this.fatal(errno, refused.sqlstate, refused.message, `refused by target settings: ${refused.message}`);
       return;
     }
-    const principal: Principal = {
-      name: user.name,
-      kind: user.kind,
-      groups: user.groups,
-      attributes: user.attributes,
-    };
-    const endpoint: MysqlEndpoint = {
-      host: target.host,
-      port: target.port,
-      tls: target.tls.mode,
-      ...(target.tls.caFile !== undefined ? { caFile: target.tls.caFile } : {}),
-      ...(target.tls.serverName !== undefined ? { serverName: target.tls.serverName } : {}),
-    };
+    const principal = principalOf(user);
+    const endpoint: MysqlEndpoint = targetEndpoint(target);
     try {
       const conn = await connectMysqlUpstream(endpoint, login, {
         database: target.database,
@@ -727,7 +708,7 @@ export class MysqlSession {
       this.upstream.on('error', () => this.upstreamLost());
       this.upstream.on('close', () => this.upstreamLost());
       if (leftover.length > 0) this.onUpstreamData(leftover);
-      void this.emitEvent(() => this.deps.events.authenticated?.(this.context as SessionContext));
+      void emitEvent(() => this.deps.events.authenticated?.(this.context as SessionContext));
       this.idle.touch();
       this.kick();
     } catch (e) {
@@ -1431,22 +1412,17 @@ export class MysqlSession {
     if (this.startupTimer) clearTimeout(this.startupTimer);
     this.idle.stop();
     this.holdAbort?.abort();
-    if (graceful) this.client.end();
-    else this.client.destroy();
-    setTimeout(() => {
-      this.client.destroy();
-      this.rawSocket.destroy();
-    }, 1000).unref();
-    this.upstream?.destroy();
-    try {
-      this.hook?.sessionClosed?.(this.id);
-    } catch {
-      // per-session clean-up never breaks the close
-    }
-    if (wasReady && this.context) {
-      const ctx = this.context;
-      void this.emitEvent(() => this.deps.events.closed?.(ctx, reason));
-    }
+    tearDownSession({
+      sessionId: this.id,
+      reason,
+      graceful,
+      client: this.client,
+      rawSocket: this.rawSocket,
+      upstream: this.upstream,
+      hook: this.hook,
+      events: this.deps.events,
+      closedContext: wasReady ? this.context : null,
+    });
     this.deps.onClose(this);
   }
 

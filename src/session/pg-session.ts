@@ -15,7 +15,6 @@ import { createHash, randomBytes, randomUUID } from 'node:crypto';
 import { WardenError, isWardenError } from '../core/errors.js';
 import type {
   BindRequest,
-  Principal,
   SessionContext,
   SessionEvents,
   StatementHook,
@@ -58,6 +57,7 @@ import type {
 import { connectUpstream, sendUpstreamCancel, type UpstreamEndpoint } from '../upstream/pg-connect.js';
 import type { CancelRegistry } from './cancel-registry.js';
 import { IdleWatch, type TargetSessionSettings } from './session-limits.js';
+import { emitEvent, principalOf, targetEndpoint, tearDownSession } from './session-common.js';
 
 export type { TargetSessionSettings } from './session-limits.js';
 
@@ -381,7 +381,7 @@ export class PgSession {
           : !result.ok
             ? 'wrong password'
             : `client certificate: ${certProblem ?? ''}`;
-        void this.emitEvent(() =>
+        void emitEvent(() =>
           this.deps.events.authFailed?.({
             user: this.user,
             target: this.database,
@@ -412,7 +412,7 @@ export class PgSession {
     // Only a few slowed-down attempts per address wait at a time; more are refused without an answer on the password.
     const release = this.deps.throttle.enterDelay(this.sourceAddress);
     if (release === null) {
-      void this.emitEvent(() =>
+      void emitEvent(() =>
         this.deps.events.authFailed?.({
           user: this.user,
           target: this.database,
@@ -435,14 +435,6 @@ export class PgSession {
     }, delay);
   }
 
-  private async emitEvent(fn: () => Promise<void> | void): Promise<void> {
-    try {
-      await fn();
-    } catch {
-      // Event sinks must not break the session; the audit sink itself fails closed where it matters.
-    }
-  }
-
   private async connect(user: UserConfig): Promise<void> {
     const found = this.deps.config.targets.get(this.database);
     // A MySQL target is reached through the MySQL front end only.
@@ -461,20 +453,9 @@ export class PgSession {
       this.fatal('XX000', 'target login misconfigured', 'login missing');
       return;
     }
-    const principal: Principal = {
-      name: user.name,
-      kind: user.kind,
-      groups: user.groups,
-      attributes: user.attributes,
-    };
+    const principal = principalOf(user);
     this.target = target;
-    this.endpoint = {
-      host: target.host,
-      port: target.port,
-      tls: target.tls.mode,
-      ...(target.tls.caFile !== undefined ? { caFile: target.tls.caFile } : {}),
-      ...(target.tls.serverName !== undefined ? { serverName: target.tls.serverName } : {}),
-    };
+    this.endpoint = targetEndpoint(target);
     let hook: StatementHook;
     try {
       hook = this.deps.hookFor(target);
@@ -532,7 +513,7 @@ export class PgSession {
       this.upstream.on('error', () => this.upstreamLost());
       this.upstream.on('close', () => this.upstreamLost());
       if (conn.leftover.length > 0) this.onUpstreamData(conn.leftover);
-      void this.emitEvent(() => this.deps.events.authenticated?.(this.context as SessionContext));
+      void emitEvent(() => this.deps.events.authenticated?.(this.context as SessionContext));
       this.kick();
     } catch (e) {
       const msg = isWardenError(e) ? e.message : 'cannot connect to the upstream database';
@@ -999,23 +980,17 @@ export class PgSession {
     this.idle.stop();
     this.holdAbort?.abort();
     if (this.myKey) this.deps.cancels.release(this.myKey.pid);
-    if (graceful) this.client.end();
-    else this.client.destroy();
-    // Give the final message a moment to leave, then make sure the sockets are gone.
-    setTimeout(() => {
-      this.client.destroy();
-      this.rawSocket.destroy();
-    }, 1000).unref();
-    this.upstream?.destroy();
-    try {
-      this.hook?.sessionClosed?.(this.id);
-    } catch {
-      // per-session clean-up never breaks the close
-    }
-    if (wasReady && this.context) {
-      const ctx = this.context;
-      void this.emitEvent(() => this.deps.events.closed?.(ctx, reason));
-    }
+    tearDownSession({
+      sessionId: this.id,
+      reason,
+      graceful,
+      client: this.client,
+      rawSocket: this.rawSocket,
+      upstream: this.upstream,
+      hook: this.hook,
+      events: this.deps.events,
+      closedContext: wasReady ? this.context : null,
+    });
     this.deps.onClose(this);
   }
 
