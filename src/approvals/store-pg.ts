@@ -10,9 +10,15 @@
 // INVARIANT: append-only: the gateway role has INSERT and SELECT only, and triggers refuse UPDATE, DELETE and
 // TRUNCATE even for the owner (ENABLE ALWAYS).
 
-import { createHash } from 'node:crypto';
 import pg from 'pg';
 import { WardenError } from '../core/errors.js';
+import {
+  advisoryLockKey,
+  openStorePool,
+  quoteStoreIdent as ident,
+  runSchemaScript,
+  type PgQueryable,
+} from '../upstream/pg-pool.js';
 import type { ApprovalRecord } from './model.js';
 import { MAX_RECORD_BYTES, StaleApprovalState, isApprovalRecord } from './store.js';
 import type { AppendOptions, ApprovalStore } from './store.js';
@@ -20,13 +26,6 @@ import type { AppendOptions, ApprovalStore } from './store.js';
 export const DEFAULT_APPROVALS_PG_SCHEMA = 'warden_approvals';
 export const DEFAULT_APPROVALS_PG_TABLE = 'records';
 const PAGE = 5000;
-const IDENT = /^[a-z_][a-z0-9_]{0,50}$/;
-
-function ident(name: string, what: string): string {
-  if (!IDENT.test(name))
-    throw new WardenError('CONFIG_INVALID', `${what} "${name}" must match ${IDENT.source}`);
-  return `"${name}"`;
-}
 
 export interface PgApprovalTables {
   /** Schema holding the table. Default `warden_approvals`. */
@@ -46,19 +45,15 @@ function names(t: PgApprovalTables): Names {
   const schema = t.schema ?? DEFAULT_APPROVALS_PG_SCHEMA;
   const table = t.table ?? DEFAULT_APPROVALS_PG_TABLE;
   const s = ident(schema, 'schema');
-  const digest = createHash('sha256').update(`warden-approvals:${schema}.${table}`).digest();
   return {
     schema: s,
     table: `${s}.${ident(table, 'table')}`,
-    lockKey: digest.readBigInt64BE(0).toString(),
+    lockKey: advisoryLockKey(`warden-approvals:${schema}.${table}`),
     label: `${schema}.${table}`,
   };
 }
 
-/** A pg.Client or pg.Pool. */
-export interface PgQueryable {
-  query(sql: string, params?: unknown[]): Promise<pg.QueryResult>;
-}
+export type { PgQueryable } from '../upstream/pg-pool.js';
 
 /**
  * Creates the schema, the append-only records table and its triggers, and grants the gateway role USAGE,
@@ -104,12 +99,7 @@ REVOKE ALL ON ${n.table} FROM ${role};
 GRANT USAGE ON SCHEMA ${n.schema} TO ${role};
 GRANT INSERT, SELECT ON ${n.table} TO ${role};
 COMMIT;`;
-  try {
-    await admin.query(sql);
-  } catch (e) {
-    await admin.query('ROLLBACK').catch(() => undefined);
-    throw e;
-  }
+  await runSchemaScript(admin, sql);
 }
 
 export interface PgApprovalStoreOptions extends PgApprovalTables {
@@ -145,15 +135,7 @@ export class PgApprovalStore implements ApprovalStore {
   /** Connects and checks that the table is there (installPgApprovalSchema creates it). */
   static async open(opts: PgApprovalStoreOptions): Promise<PgApprovalStore> {
     const n = names(opts);
-    const pool = new pg.Pool({
-      max: 3,
-      connectionTimeoutMillis: 5000,
-      query_timeout: 15_000,
-      idleTimeoutMillis: 10_000,
-      ...opts.connection,
-    });
-    pool.on('error', () => undefined);
-    pool.on('connect', (client) => client.on('error', () => undefined));
+    const pool = openStorePool(opts.connection);
     try {
       await pool.query(`SELECT 1 FROM ${n.table} LIMIT 0`);
     } catch (e) {

@@ -16,10 +16,16 @@
 // the table owner may run it (the gateway role has no UPDATE privilege). Verification then uses the kept hash and
 // requires an `audit.redaction` entry naming that index, so an unlogged redaction is detected.
 import { GroupCommit } from './group-commit.js';
-import { createHash } from 'node:crypto';
 import { tmpdir } from 'node:os';
 import pg from 'pg';
 import { WardenError } from '../core/errors.js';
+import {
+  advisoryLockKey,
+  openStorePool,
+  quoteStoreIdent as ident,
+  runSchemaScript,
+  type PgQueryable,
+} from '../upstream/pg-pool.js';
 import { MerkleTree, leafHash } from './merkle.js';
 import { AuditCorruptionError, checkpointSizeOf } from './store-file.js';
 import type { AuditStore } from './store-file.js';
@@ -30,15 +36,6 @@ export const DEFAULT_PG_TABLE = 'entries';
 const MAX_BATCH_ROWS = 2000;
 const MAX_BATCH_BYTES = 8 * 1024 * 1024;
 const PAGE = 5000;
-
-const IDENT = /^[a-z_][a-z0-9_]{0,50}$/;
-
-/** Quotes a validated lower-case identifier (schema, table, role). */
-function ident(name: string, what: string): string {
-  if (!IDENT.test(name))
-    throw new WardenError('CONFIG_INVALID', `${what} "${name}" must match ${IDENT.source}`);
-  return `"${name}"`;
-}
 
 export interface PgAuditTables {
   /** Schema holding the tables. Default `warden_audit`. */
@@ -62,22 +59,18 @@ function names(t: PgAuditTables): Names {
   const schema = t.schema ?? DEFAULT_PG_SCHEMA;
   const table = t.table ?? DEFAULT_PG_TABLE;
   const s = ident(schema, 'schema');
-  const digest = createHash('sha256').update(`warden-audit:${schema}.${table}`).digest();
   return {
     schema: s,
     entries: `${s}.${ident(table, 'table')}`,
     checkpoints: `${s}.${ident(`${table}_checkpoints`, 'table')}`,
-    lockKey: digest.readBigInt64BE(0).toString(),
+    lockKey: advisoryLockKey(`warden-audit:${schema}.${table}`),
     label: `${schema}.${table}`,
     rawSchema: schema,
     rawTable: table,
   };
 }
 
-/** What an operator's client must offer (a pg.Client or a pg.Pool). */
-export interface PgQueryable {
-  query(sql: string, params?: unknown[]): Promise<pg.QueryResult>;
-}
+export type { PgQueryable } from '../upstream/pg-pool.js';
 
 /**
  * Creates the schema, the two append-only tables, their triggers (ENABLED ALWAYS, so that
@@ -140,12 +133,7 @@ REVOKE ALL ON ${n.entries}, ${n.checkpoints} FROM ${role};
 GRANT USAGE ON SCHEMA ${n.schema} TO ${role};
 GRANT INSERT, SELECT ON ${n.entries}, ${n.checkpoints} TO ${role};
 COMMIT;`;
-  try {
-    await admin.query(sql);
-  } catch (e) {
-    await admin.query('ROLLBACK').catch(() => undefined);
-    throw e;
-  }
+  await runSchemaScript(admin, sql);
 }
 
 export interface PgAuditStoreOptions extends PgAuditTables {
@@ -205,18 +193,7 @@ export class PgAuditStore implements AuditStore {
    */
   static async open(opts: PgAuditStoreOptions): Promise<PgAuditStore> {
     const n = names(opts);
-    const pool = new pg.Pool({
-      max: 3,
-      connectionTimeoutMillis: 5000,
-      query_timeout: 15_000,
-      idleTimeoutMillis: 10_000,
-      ...opts.connection,
-    });
-    // An idle connection that the server closes must not crash the process; the next query reconnects.
-    pool.on('error', () => undefined);
-    // Nor may a connection the server terminates while it is checked out or being discarded: its queries
-    // reject, and that is how a failure reaches the caller.
-    pool.on('connect', (client) => client.on('error', () => undefined));
+    const pool = openStorePool(opts.connection);
     const store = new PgAuditStore(pool, n);
     try {
       await store.catchUp(pool);
