@@ -8,9 +8,8 @@
 // followed → OK.
 
 import net from 'node:net';
-import tls from 'node:tls';
-import { readFileSync } from 'node:fs';
 import { WardenError } from '../core/errors.js';
+import { connectTcp, upgradeToTls } from './upstream-socket.js';
 import { CAP, CHARSET_UTF8MB4 } from '../wire/mysql/constants.js';
 import { PacketFramer, packet, type Packet } from '../wire/mysql/framing.js';
 import {
@@ -77,31 +76,6 @@ const BASE_CAPABILITIES =
 
 /** Upstream packets during the connection phase are small; the cap guards against a hostile server. */
 const MAX_CONNECT_PACKET = 1024 * 1024;
-
-function connectTcp(ep: MysqlEndpoint): Promise<net.Socket> {
-  return new Promise((resolve, reject) => {
-    const s = net.connect({ host: ep.host, port: ep.port });
-    const timer = setTimeout(() => {
-      s.destroy();
-      reject(
-        new WardenError('UPSTREAM_UNAVAILABLE', `upstream ${ep.host}:${ep.port} did not answer in time`),
-      );
-    }, ep.connectTimeoutMs ?? 10_000);
-    s.once('connect', () => {
-      clearTimeout(timer);
-      s.setNoDelay(true);
-      resolve(s);
-    });
-    s.once('error', (err) => {
-      clearTimeout(timer);
-      reject(
-        new WardenError('UPSTREAM_UNAVAILABLE', `cannot reach upstream ${ep.host}:${ep.port}`, {
-          cause: err,
-        }),
-      );
-    });
-  });
-}
 
 /** Reads whole packets from one socket during the connection phase. */
 class PacketPump {
@@ -206,33 +180,6 @@ function upstreamErr(payload: Buffer): WardenError {
   });
 }
 
-async function startTls(socket: net.Socket, ep: MysqlEndpoint): Promise<tls.TLSSocket> {
-  const verify = ep.tls === 'verify-ca' || ep.tls === 'verify-full';
-  const opts: tls.ConnectionOptions = {
-    socket,
-    rejectUnauthorized: verify,
-    minVersion: 'TLSv1.2',
-    servername: ep.serverName ?? (net.isIP(ep.host) ? undefined : ep.host) ?? '',
-  };
-  if (ep.caFile) opts.ca = readFileSync(ep.caFile);
-  if (ep.tls === 'verify-ca') opts.checkServerIdentity = () => undefined;
-  if (ep.tls === 'verify-full') {
-    opts.checkServerIdentity = (_host, cert) => tls.checkServerIdentity(ep.serverName ?? ep.host, cert);
-  }
-  return await new Promise<tls.TLSSocket>((resolve, reject) => {
-    const t = tls.connect(opts, () => resolve(t));
-    t.once('error', (e) =>
-      reject(
-        new WardenError(
-          'UPSTREAM_UNAVAILABLE',
-          `TLS to upstream ${ep.host}:${ep.port} failed: ${e.message}`,
-          { cause: e },
-        ),
-      ),
-    );
-  });
-}
-
 function scrambleFor(plugin: string, password: string, scramble: Buffer): Buffer {
   if (plugin === CACHING_SHA2_PLUGIN) return sha2Scramble(password, scramble);
   return nativeScramble(password, scramble);
@@ -293,7 +240,7 @@ export async function connectMysqlUpstream(
       if (pump.pendingBytes > 0)
         throw new WardenError('UPSTREAM_UNAVAILABLE', 'upstream sent data before TLS');
       pump.detach();
-      socket = await startTls(socket, ep);
+      socket = await upgradeToTls(socket, ep);
       pump = new PacketPump(socket);
       useTls = true;
     }

@@ -3,8 +3,8 @@
 
 import net from 'node:net';
 import tls from 'node:tls';
-import { readFileSync } from 'node:fs';
 import { WardenError } from '../core/errors.js';
+import { connectTcp, upgradeToTls } from './upstream-socket.js';
 import { Framer, type Frame } from '../wire/pg/framing.js';
 import {
   MSG,
@@ -45,31 +45,6 @@ export interface UpstreamConnection {
   /** Bytes that arrived after the first ReadyForQuery (normally none). */
   readonly leftover: Buffer;
   readonly tls: boolean;
-}
-
-function connectTcp(ep: UpstreamEndpoint): Promise<net.Socket> {
-  return new Promise((resolve, reject) => {
-    const s = net.connect({ host: ep.host, port: ep.port });
-    const timer = setTimeout(() => {
-      s.destroy();
-      reject(
-        new WardenError('UPSTREAM_UNAVAILABLE', `upstream ${ep.host}:${ep.port} did not answer in time`),
-      );
-    }, ep.connectTimeoutMs ?? 10_000);
-    s.once('connect', () => {
-      clearTimeout(timer);
-      s.setNoDelay(true);
-      resolve(s);
-    });
-    s.once('error', (err) => {
-      clearTimeout(timer);
-      reject(
-        new WardenError('UPSTREAM_UNAVAILABLE', `cannot reach upstream ${ep.host}:${ep.port}`, {
-          cause: err,
-        }),
-      );
-    });
-  });
 }
 
 /** Reads from a socket through a framer until `want` returns a value. */
@@ -162,30 +137,7 @@ async function startTls(socket: net.Socket, ep: UpstreamEndpoint): Promise<tls.T
       `upstream ${ep.host}:${ep.port} does not support TLS, which the target requires`,
     );
   }
-  const verify = ep.tls === 'verify-ca' || ep.tls === 'verify-full';
-  const opts: tls.ConnectionOptions = {
-    socket,
-    rejectUnauthorized: verify,
-    minVersion: 'TLSv1.2',
-    servername: ep.serverName ?? (net.isIP(ep.host) ? undefined : ep.host) ?? '',
-  };
-  if (ep.caFile) opts.ca = readFileSync(ep.caFile);
-  if (ep.tls === 'verify-ca') opts.checkServerIdentity = () => undefined;
-  if (ep.tls === 'verify-full') {
-    opts.checkServerIdentity = (_host, cert) => tls.checkServerIdentity(ep.serverName ?? ep.host, cert);
-  }
-  return await new Promise<tls.TLSSocket>((resolve, reject) => {
-    const t = tls.connect(opts, () => resolve(t));
-    t.once('error', (e) =>
-      reject(
-        new WardenError(
-          'UPSTREAM_UNAVAILABLE',
-          `TLS to upstream ${ep.host}:${ep.port} failed: ${e.message}`,
-          { cause: e },
-        ),
-      ),
-    );
-  });
+  return await upgradeToTls(socket, ep);
 }
 
 /** Connects, negotiates TLS if configured, authenticates (SCRAM-SHA-256, md5, cleartext or trust), and waits for ReadyForQuery. */
