@@ -154,6 +154,24 @@ const upstreamTlsSchema = {
 
 const identifier = { type: 'string', pattern: '^[A-Za-z_][A-Za-z0-9_.-]{0,62}$' } as const;
 
+/** The PostgreSQL connection of Warden's own stores (audit.postgres, approvals.postgres): one shape for both. */
+const storePostgresSchema = {
+  type: 'object',
+  additionalProperties: false,
+  required: ['host', 'port', 'database', 'user'],
+  properties: {
+    host: { type: 'string', minLength: 1 },
+    port: { type: 'integer', minimum: 1, maximum: 65535 },
+    database: { type: 'string', minLength: 1 },
+    user: { type: 'string', minLength: 1 },
+    password_file: { type: 'string' },
+    password_env: { type: 'string' },
+    schema: { type: 'string', pattern: '^[a-z_][a-z0-9_]{0,50}$' },
+    table: { type: 'string', pattern: '^[a-z_][a-z0-9_]{0,50}$' },
+    tls: upstreamTlsSchema,
+  },
+} as const;
+
 /** JSON Schema of the configuration file (snake_case keys, as written in YAML). */
 export const gatewayConfigSchema = {
   type: 'object',
@@ -219,22 +237,7 @@ export const gatewayConfigSchema = {
             },
           },
         },
-        postgres: {
-          type: 'object',
-          additionalProperties: false,
-          required: ['host', 'port', 'database', 'user'],
-          properties: {
-            host: { type: 'string', minLength: 1 },
-            port: { type: 'integer', minimum: 1, maximum: 65535 },
-            database: { type: 'string', minLength: 1 },
-            user: { type: 'string', minLength: 1 },
-            password_file: { type: 'string' },
-            password_env: { type: 'string' },
-            schema: { type: 'string', pattern: '^[a-z_][a-z0-9_]{0,50}$' },
-            table: { type: 'string', pattern: '^[a-z_][a-z0-9_]{0,50}$' },
-            tls: upstreamTlsSchema,
-          },
-        },
+        postgres: storePostgresSchema,
       },
     },
     // Approval requests in PostgreSQL (several replicas share them): the same connection block as audit.postgres,
@@ -243,22 +246,7 @@ export const gatewayConfigSchema = {
       type: 'object',
       additionalProperties: false,
       properties: {
-        postgres: {
-          type: 'object',
-          additionalProperties: false,
-          required: ['host', 'port', 'database', 'user'],
-          properties: {
-            host: { type: 'string', minLength: 1 },
-            port: { type: 'integer', minimum: 1, maximum: 65535 },
-            database: { type: 'string', minLength: 1 },
-            user: { type: 'string', minLength: 1 },
-            password_file: { type: 'string' },
-            password_env: { type: 'string' },
-            schema: { type: 'string', pattern: '^[a-z_][a-z0-9_]{0,50}$' },
-            table: { type: 'string', pattern: '^[a-z_][a-z0-9_]{0,50}$' },
-            tls: upstreamTlsSchema,
-          },
-        },
+        postgres: storePostgresSchema,
       },
     },
     users: {
