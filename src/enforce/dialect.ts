@@ -24,6 +24,11 @@ export interface DialectAnalysis {
   readonly denied?: DialectDenial;
 }
 
+export interface DialectAnalyzeOptions {
+  /** False: analyse and key every text on its own (the hook's `fastPath: false`). */
+  readonly fastPath?: boolean;
+}
+
 /** The running policy's identity, as the hook's `version` option gives it. */
 export interface DialectPolicyVersion {
   readonly label: string;
@@ -34,8 +39,11 @@ export interface SqlDialect {
   readonly name: 'postgres' | 'mysql';
   /** Loads what analysis needs (parsers); called once when a hook is built. */
   init(): Promise<void>;
-  /** Analyses a whole client text (every statement of it). Never throws for bad input: error or denial. */
-  analyze(sql: string): DialectAnalysis;
+  /**
+   * Analyses a whole client text (every statement of it). Never throws for bad input: error or denial. With the
+   * fast path (default), texts that differ only in plain literals may share one analysis and key.
+   */
+  analyze(sql: string, opts?: DialectAnalyzeOptions): DialectAnalysis;
   /** The dialect's form of "which policy runs here", answered as a constant query; undefined when `sql` is not it. */
   answerShow(sql: string, version: DialectPolicyVersion | undefined): StatementVerdict | undefined;
   /** Rewrites `sql` so protected tables are read masked and filtered. Throws (→ deny) when it cannot. */

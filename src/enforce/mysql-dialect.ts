@@ -14,11 +14,12 @@ import type { TableProtection } from '../sql/rewrite.js';
 import type { Policy } from '../policy/index.js';
 import { analyzeMysql, wardenShowName } from '../sql-mysql/analyze.js';
 import type { MysqlAnalysis } from '../sql-mysql/analyze.js';
+import { MysqlShapes } from '../sql-mysql/fast-path.js';
 import { mysqlLiteral, mysqlMaskSql, rewriteMysql } from '../sql-mysql/rewrite.js';
 import type { MysqlTableProtection } from '../sql-mysql/rewrite.js';
 import { CatalogCache } from './catalog-cache.js';
 import type { CatalogCacheOptions, ColumnFetcher } from './catalog-cache.js';
-import type { DialectAnalysis, DialectPolicyVersion, SqlDialect } from './dialect.js';
+import type { DialectAnalysis, DialectAnalyzeOptions, DialectPolicyVersion, SqlDialect } from './dialect.js';
 
 const ANALYSIS_CACHE_MAX = 5000;
 const ANALYSIS_CACHE_MAX_SQL = 16_384;
@@ -112,11 +113,17 @@ export interface MysqlDialectOptions {
   readonly catalog?: CatalogCacheOptions;
   /** Check the server's global sql_mode at init (default true when the target names a server). */
   readonly checkSqlMode?: boolean;
+  /**
+   * Statements that differ only in plain literals share one analysis and decision key (src/sql-mysql/fast-path.ts);
+   * default true.
+   */
+  readonly fastPath?: boolean;
 }
 
 class MysqlDialect implements SqlDialect {
   readonly name = 'mysql' as const;
   private readonly cache = new Map<string, MysqlAnalysis>();
+  private readonly shapes = new MysqlShapes((sql) => this.full(sql));
 
   constructor(
     private readonly database: string,
@@ -189,12 +196,21 @@ class MysqlDialect implements SqlDialect {
     return a;
   }
 
-  analyze(sql: string): DialectAnalysis {
-    const a = this.full(sql);
+  analyze(sql: string, opts: DialectAnalyzeOptions = {}): DialectAnalysis {
+    if (this.opts.fastPath === false || opts.fastPath === false) return this.own(this.full(sql), `mt${sql}`);
+    const r = this.shapes.lookup(sql, this.database);
+    // A shared summary is the template's (checked: no denial, no error), with this text; masks and row filters
+    // are still rewritten from the text's own parse (rewrite()).
+    if (r.shared) return { analysis: { statements: [r.summary] }, key: `m${r.key}` };
+    return this.own(r.analysis, `m${r.key}`);
+  }
+
+  /** A text's own analysis as the hook reads it. */
+  private own(a: MysqlAnalysis, key: string): DialectAnalysis {
     const statements = a.statements.map((s) => s.summary);
     return {
       analysis: a.error !== undefined ? { statements, error: a.error } : { statements },
-      key: `m${sql}`,
+      key,
       ...(a.denied !== undefined ? { denied: a.denied } : {}),
     };
   }

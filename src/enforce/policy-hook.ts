@@ -84,8 +84,9 @@ export interface PolicyHookOptions {
    */
   readonly version?: PolicyVersion;
   /**
-   * Statements that differ only in plain literals share one analysis and decision (src/sql/fast-path.ts); default
-   * true. False analyses and caches every text on its own (benchmarks, differential tests).
+   * Statements that differ only in plain literals share one analysis and decision (src/sql/fast-path.ts, MySQL:
+   * src/sql-mysql/fast-path.ts); default true. False analyses and caches every text on its own (benchmarks,
+   * differential tests); a dialect is told so.
    */
   readonly fastPath?: boolean;
 }
@@ -447,7 +448,7 @@ class Hook implements PolicyHook {
     // With the fast path, texts that differ only in literals share an analysis and a decision key (`shaped.key`).
     const shaped: { analysis: Analysis; key: string; denied?: DialectDenial } =
       this.opts.dialect !== undefined
-        ? this.opts.dialect.analyze(req.sql)
+        ? this.opts.dialect.analyze(req.sql, { fastPath: this.opts.fastPath !== false })
         : this.opts.fastPath === false
           ? { analysis: analyzeCached(req.sql, { searchPath: this.searchPath }), key: `t${req.sql}` }
           : analyzeShaped(req.sql, { searchPath: this.searchPath });

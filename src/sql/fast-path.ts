@@ -20,8 +20,10 @@
 //     future analyser reads literals without constString;
 //   - has a statement text that the same rule as the parser's (trimmed, up to the final `;`) reproduces.
 // Anything else is analysed by text as before. A shared analysis carries the new statement's own text.
-// PostgreSQL only: the lexer follows PostgreSQL's rules (standard strings, "..." identifiers). Never use it for
+// The lexer `literalShape` follows PostgreSQL's rules (standard strings, "..." identifiers). Never use it for
 // another dialect: in MySQL `#` starts a comment and "..." is a string, so one shape could hide different statements.
+// The template machinery (ShapeTemplates) is shared: MySQL plugs in its own lexer and analyser
+// (src/sql-mysql/fast-path.ts).
 
 import type { StatementSummary } from '../core/access.js';
 import { analyze, analyzeCached, readsLiteralValues } from './analyze.js';
@@ -90,7 +92,7 @@ function plainInQuotes(c: number): boolean {
  * Words after which `(` groups rather than calls or types: numbers directly inside such parentheses are abstracted.
  * Any other word before `(` may be a type name with modifiers the grammar checks, so its numbers stay verbatim.
  */
-const GROUPING_WORDS = new Set([
+export const GROUPING_WORDS: ReadonlySet<string> = new Set([
   'values',
   'in',
   'and',
@@ -290,16 +292,32 @@ const SAFE_FUNCTIONS = new Set([
   'concat',
 ]);
 
-/** Why a cold analysis cannot serve other texts of its shape, or undefined if it can. */
-function ineligible(a: Analysis): string | undefined {
-  if (a.error !== undefined) return 'parse error';
-  if (a.statements.length !== 1) return 'not exactly one statement';
-  const s = a.statements[0] as StatementSummary;
+/**
+ * Why a single statement summary cannot serve other texts of its shape, or undefined if it can: the checks both
+ * dialects share (plain SELECT/INSERT/UPDATE/DELETE, fully understood, no settings, no prepared name, functions
+ * only from the dialect's allow-list).
+ */
+export function summaryIneligible(
+  s: StatementSummary,
+  functionAllowed: (f: StatementSummary['functions'][number]) => boolean,
+): string | undefined {
   if (!['SelectStmt', 'InsertStmt', 'UpdateStmt', 'DeleteStmt'].includes(s.kind)) return `kind ${s.kind}`;
   if (s.unsupported !== undefined) return 'unsupported';
   if (s.settings.length > 0) return 'settings';
   if (s.preparedName !== undefined) return 'prepared name';
-  if (s.functions.some((f) => f.schema !== 'pg_catalog' || !SAFE_FUNCTIONS.has(f.name))) return 'functions';
+  if (!s.functions.every(functionAllowed)) return 'functions';
+  return undefined;
+}
+
+/** Why a PostgreSQL cold analysis cannot serve other texts of its shape, or undefined if it can. */
+function ineligible(a: Analysis): string | undefined {
+  if (a.error !== undefined) return 'parse error';
+  if (a.statements.length !== 1) return 'not exactly one statement';
+  const why = summaryIneligible(
+    a.statements[0] as StatementSummary,
+    (f) => f.schema === 'pg_catalog' && SAFE_FUNCTIONS.has(f.name),
+  );
+  if (why !== undefined) return why;
   if (readsLiteralValues(a)) return 'reads literal values';
   return undefined;
 }
@@ -324,6 +342,27 @@ function sample(span: LiteralSpan, index: number, same: boolean): string {
   }
 }
 
+/** What a dialect plugs into the shared template machinery (ShapeTemplates). */
+export interface ShapeRules<A, C> {
+  /** The dialect's conservative literal lexer: undefined when the text must take the ordinary path. */
+  readonly shape: (sql: string) => LiteralShape | undefined;
+  /** The ordinary analysis of a text (cached by text). */
+  readonly cached: (sql: string, ctx: C) => A;
+  /** A cold analysis of a perturbed copy (need not be cached). */
+  readonly cold: (sql: string, ctx: C) => A;
+  /** Why an analysis cannot serve every text of its shape; undefined when it can (then it has one statement). */
+  readonly ineligible: (a: A) => string | undefined;
+  /** The one statement of an eligible analysis. */
+  readonly summary: (a: A) => StatementSummary;
+  /** A literal of the span's class, distinct per index, or one value for all when `same`. */
+  readonly sample: (span: LiteralSpan, index: number, same: boolean) => string;
+}
+
+/** The result of a shaped lookup: the text's own analysis, or the shape's shared summary (with this text). */
+export type ShapedLookup<A> =
+  | { readonly shared: false; readonly analysis: A; readonly key: string }
+  | { readonly shared: true; readonly summary: StatementSummary; readonly key: string };
+
 /**
  * What is known of a shape: its template summary (shared), false when the shape takes the ordinary path, or 'seen'
  * after its first text. A template is built (two extra cold analyses) only when a shape comes back, so a stream
@@ -332,23 +371,83 @@ function sample(span: LiteralSpan, index: number, same: boolean): string {
 type Template = StatementSummary | false | 'seen';
 
 const TEMPLATE_CACHE_MAX = 2000;
-const templates = new Map<string, Template>();
 
-/** Whether `first`'s cold analysis may serve every text of its shape (see the file comment). */
-function buildTemplate(sql: string, shape: LiteralShape, first: Analysis, opts: AnalyzeOptions): Template {
-  if (ineligible(first) !== undefined) return false;
-  const s = first.statements[0] as StatementSummary;
-  if (s.text !== shape.statementText) return false;
-  const want = withoutText(s);
-  for (const same of [false, true]) {
-    const other = analyze(
-      substituteLiterals(sql, shape, (span, i) => sample(span, i, same)),
-      opts,
-    );
-    if (ineligible(other) !== undefined) return false;
-    if (withoutText(other.statements[0] as StatementSummary) !== want) return false;
+/**
+ * The literal fast path of one dialect (see the file comment): a bounded cache of shape templates, built and
+ * checked the same way for every dialect; only the lexer, the analyser and the eligibility rules differ.
+ * Keys: `'s' + shape key` when the analysis is shared by the shape, else `'t' + the text`.
+ */
+export class ShapeTemplates<A, C> {
+  private readonly templates = new Map<string, Template>();
+
+  constructor(
+    private readonly rules: ShapeRules<A, C>,
+    private readonly max = TEMPLATE_CACHE_MAX,
+  ) {}
+
+  /**
+   * The analysis of `sql` (its own, or its shape's template). `scope` names the name-resolution context (search
+   * path, database) that `ctx` carries: templates never cross scopes.
+   */
+  lookup(sql: string, scope: string, ctx: C): ShapedLookup<A> {
+    const r = this.rules;
+    const shape = r.shape(sql);
+    if (shape === undefined || shape.literals.length === 0) {
+      return { shared: false, analysis: r.cached(sql, ctx), key: `t${sql}` };
+    }
+    const tkey = `${scope}\u0002${shape.key}`;
+    const hit = this.templates.get(tkey);
+    if (hit === false) return { shared: false, analysis: r.cached(sql, ctx), key: `t${sql}` };
+    if (hit === undefined) {
+      this.remember(tkey, 'seen');
+      return { shared: false, analysis: r.cached(sql, ctx), key: `t${sql}` };
+    }
+    if (hit !== 'seen') {
+      this.templates.delete(tkey);
+      this.templates.set(tkey, hit);
+      return {
+        shared: true,
+        summary: Object.freeze({ ...hit, text: shape.statementText }),
+        key: `s${shape.key}`,
+      };
+    }
+    const analysis = r.cached(sql, ctx);
+    const template = this.build(sql, shape, analysis, ctx);
+    this.remember(tkey, template);
+    return { shared: false, analysis, key: template === false ? `t${sql}` : `s${shape.key}` };
   }
-  return s;
+
+  /** Whether `first`'s cold analysis may serve every text of its shape (see the file comment). */
+  private build(sql: string, shape: LiteralShape, first: A, ctx: C): Template {
+    const r = this.rules;
+    if (r.ineligible(first) !== undefined) return false;
+    const s = r.summary(first);
+    if (s.text !== shape.statementText) return false;
+    const want = withoutText(s);
+    for (const same of [false, true]) {
+      const other = r.cold(
+        substituteLiterals(sql, shape, (span, i) => r.sample(span, i, same)),
+        ctx,
+      );
+      if (r.ineligible(other) !== undefined) return false;
+      if (withoutText(r.summary(other)) !== want) return false;
+    }
+    return s;
+  }
+
+  private remember(tkey: string, t: Template): void {
+    this.templates.delete(tkey);
+    this.templates.set(tkey, t);
+    if (this.templates.size > this.max) {
+      const oldest = this.templates.keys().next();
+      if (oldest.done !== true) this.templates.delete(oldest.value);
+    }
+  }
+
+  /** Forgets every template (tests; after a catalog change). */
+  clear(): void {
+    this.templates.clear();
+  }
 }
 
 /** The result of analyzeShaped: the analysis, and the key a decision for this text may be cached under. */
@@ -363,50 +462,31 @@ export interface ShapedAnalysis {
   readonly shared: boolean;
 }
 
+/** PostgreSQL's templates: one cache for every hook, scoped by search_path. */
+const pgTemplates = new ShapeTemplates<Analysis, AnalyzeOptions>({
+  shape: literalShape,
+  cached: analyzeCached,
+  cold: analyze,
+  ineligible,
+  summary: (a) => a.statements[0] as StatementSummary,
+  sample,
+});
+
 /**
  * `analyzeCached`, except that a text whose literal shape has an eligible template reuses the template's analysis
  * (with its own statement text) without being parsed.
  */
 export function analyzeShaped(sql: string, opts: AnalyzeOptions): ShapedAnalysis {
-  const shape = literalShape(sql);
-  if (shape === undefined || shape.literals.length === 0) {
-    return { analysis: analyzeCached(sql, opts), key: `t${sql}`, shared: false };
-  }
-  const tkey = `${opts.searchPath.join('\u0000')}\u0002${shape.key}`;
-  const hit = templates.get(tkey);
-  if (hit === false) return { analysis: analyzeCached(sql, opts), key: `t${sql}`, shared: false };
-  if (hit === undefined) {
-    remember(tkey, 'seen');
-    return { analysis: analyzeCached(sql, opts), key: `t${sql}`, shared: false };
-  }
-  if (hit !== 'seen') {
-    templates.delete(tkey);
-    templates.set(tkey, hit);
-    const summary: StatementSummary = Object.freeze({ ...hit, text: shape.statementText });
-    return {
-      analysis: Object.freeze({ statements: Object.freeze([summary]) }),
-      key: `s${shape.key}`,
-      shared: true,
-    };
-  }
-  const analysis = analyzeCached(sql, opts);
-  const template = buildTemplate(sql, shape, analysis, opts);
-  remember(tkey, template);
-  return template === false
-    ? { analysis, key: `t${sql}`, shared: false }
-    : { analysis, key: `s${shape.key}`, shared: false };
-}
-
-function remember(tkey: string, t: Template): void {
-  templates.delete(tkey);
-  templates.set(tkey, t);
-  if (templates.size > TEMPLATE_CACHE_MAX) {
-    const oldest = templates.keys().next();
-    if (oldest.done !== true) templates.delete(oldest.value);
-  }
+  const r = pgTemplates.lookup(sql, opts.searchPath.join('\u0000'), opts);
+  if (!r.shared) return { analysis: r.analysis, key: r.key, shared: false };
+  return {
+    analysis: Object.freeze({ statements: Object.freeze([r.summary]) }),
+    key: r.key,
+    shared: true,
+  };
 }
 
 /** Empties the template cache (tests; with clearAnalysisCache after a catalog change). */
 export function clearShapeCache(): void {
-  templates.clear();
+  pgTemplates.clear();
 }
