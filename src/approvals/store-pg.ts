@@ -14,6 +14,7 @@ import pg from 'pg';
 import { WardenError } from '../core/errors.js';
 import {
   advisoryLockKey,
+  appendOnlyTriggersSql,
   openStorePool,
   quoteStoreIdent as ident,
   runSchemaScript,
@@ -86,14 +87,7 @@ BEGIN
     USING ERRCODE = 'insufficient_privilege';
 END
 $f$;
-DROP TRIGGER IF EXISTS warden_append_only_rows ON ${n.table};
-CREATE TRIGGER warden_append_only_rows BEFORE UPDATE OR DELETE ON ${n.table}
-  FOR EACH ROW EXECUTE FUNCTION ${fn}();
-DROP TRIGGER IF EXISTS warden_append_only_truncate ON ${n.table};
-CREATE TRIGGER warden_append_only_truncate BEFORE TRUNCATE ON ${n.table}
-  FOR EACH STATEMENT EXECUTE FUNCTION ${fn}();
-ALTER TABLE ${n.table} ENABLE ALWAYS TRIGGER warden_append_only_rows;
-ALTER TABLE ${n.table} ENABLE ALWAYS TRIGGER warden_append_only_truncate;
+${appendOnlyTriggersSql(n.table, fn)}
 REVOKE ALL ON ${n.table} FROM PUBLIC;
 REVOKE ALL ON ${n.table} FROM ${role};
 GRANT USAGE ON SCHEMA ${n.schema} TO ${role};

@@ -21,6 +21,7 @@ import pg from 'pg';
 import { WardenError } from '../core/errors.js';
 import {
   advisoryLockKey,
+  appendOnlyTriggersSql,
   openStorePool,
   quoteStoreIdent as ident,
   runSchemaScript,
@@ -112,22 +113,8 @@ BEGIN
     USING ERRCODE = 'insufficient_privilege';
 END
 $f$;
-DROP TRIGGER IF EXISTS warden_append_only_rows ON ${n.entries};
-CREATE TRIGGER warden_append_only_rows BEFORE UPDATE OR DELETE ON ${n.entries}
-  FOR EACH ROW EXECUTE FUNCTION ${fn}('redactable');
-DROP TRIGGER IF EXISTS warden_append_only_truncate ON ${n.entries};
-CREATE TRIGGER warden_append_only_truncate BEFORE TRUNCATE ON ${n.entries}
-  FOR EACH STATEMENT EXECUTE FUNCTION ${fn}();
-ALTER TABLE ${n.entries} ENABLE ALWAYS TRIGGER warden_append_only_rows;
-ALTER TABLE ${n.entries} ENABLE ALWAYS TRIGGER warden_append_only_truncate;
-DROP TRIGGER IF EXISTS warden_append_only_rows ON ${n.checkpoints};
-CREATE TRIGGER warden_append_only_rows BEFORE UPDATE OR DELETE ON ${n.checkpoints}
-  FOR EACH ROW EXECUTE FUNCTION ${fn}();
-DROP TRIGGER IF EXISTS warden_append_only_truncate ON ${n.checkpoints};
-CREATE TRIGGER warden_append_only_truncate BEFORE TRUNCATE ON ${n.checkpoints}
-  FOR EACH STATEMENT EXECUTE FUNCTION ${fn}();
-ALTER TABLE ${n.checkpoints} ENABLE ALWAYS TRIGGER warden_append_only_rows;
-ALTER TABLE ${n.checkpoints} ENABLE ALWAYS TRIGGER warden_append_only_truncate;
+${appendOnlyTriggersSql(n.entries, fn, "'redactable'")}
+${appendOnlyTriggersSql(n.checkpoints, fn)}
 REVOKE ALL ON ${n.entries}, ${n.checkpoints} FROM PUBLIC;
 REVOKE ALL ON ${n.entries}, ${n.checkpoints} FROM ${role};
 GRANT USAGE ON SCHEMA ${n.schema} TO ${role};

@@ -50,3 +50,18 @@ export async function runSchemaScript(admin: PgQueryable, sql: string): Promise<
     throw e;
   }
 }
+
+/**
+ * The triggers that keep a store table append-only: UPDATE/DELETE (per row, `fn(rowArg)`) and TRUNCATE refused by
+ * `fn`, enabled ALWAYS so that `session_replication_role = replica` does not skip them. Part of an install script.
+ */
+export function appendOnlyTriggersSql(table: string, fn: string, rowArg = ''): string {
+  return `DROP TRIGGER IF EXISTS warden_append_only_rows ON ${table};
+CREATE TRIGGER warden_append_only_rows BEFORE UPDATE OR DELETE ON ${table}
+  FOR EACH ROW EXECUTE FUNCTION ${fn}(${rowArg});
+DROP TRIGGER IF EXISTS warden_append_only_truncate ON ${table};
+CREATE TRIGGER warden_append_only_truncate BEFORE TRUNCATE ON ${table}
+  FOR EACH STATEMENT EXECUTE FUNCTION ${fn}();
+ALTER TABLE ${table} ENABLE ALWAYS TRIGGER warden_append_only_rows;
+ALTER TABLE ${table} ENABLE ALWAYS TRIGGER warden_append_only_truncate;`;
+}
