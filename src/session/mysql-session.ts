@@ -63,7 +63,14 @@ import { mysqlErrorFor } from '../wire/mysql/errors.js';
 import { connectMysqlUpstream, type MysqlEndpoint } from '../upstream/mysql-connect.js';
 import type { UpstreamLogin } from '../upstream/pg-connect.js';
 import { IdleWatch, type TargetSessionSettings } from './session-limits.js';
-import { emitEvent, principalOf, targetEndpoint, tearDownSession } from './session-common.js';
+import {
+  awaitVerdict,
+  emitEvent,
+  principalOf,
+  targetEndpoint,
+  tearDownSession,
+  type VerdictHold,
+} from './session-common.js';
 
 /** What a MySQL session needs from the gateway around it. */
 export interface MysqlSessionDeps {
@@ -898,32 +905,20 @@ export class MysqlSession {
     };
   }
 
-  private async decide(
-    request: StatementRequest,
-    hook: StatementHook,
-    abort: () => AbortController | null,
-  ): Promise<StatementVerdict> {
-    try {
-      const v = hook.check(request);
-      let verdict: StatementVerdict;
-      if (v instanceof Promise) {
-        this.holdAbort = abort() ?? null;
-        try {
-          verdict = await v;
-        } finally {
-          this.holdAbort = null;
-        }
-      } else verdict = v;
-      if (abort()?.signal.aborted === true) {
-        return { action: 'deny', sqlstate: '57014', message: 'canceling statement due to user request' };
-      }
-      return verdict;
-    } catch (e) {
-      // INVARIANT: a hook that fails is a denial (fail closed).
-      return isWardenError(e)
-        ? { action: 'deny', sqlstate: e.sqlstate, message: e.message }
-        : { action: 'deny', sqlstate: '42501', message: 'denied: the statement could not be decided' };
-    }
+  /** A held command is cancelled when the client goes away; a failing hook denies (see awaitVerdict). */
+  private verdictHold(
+    controller: () => AbortController,
+    aborted: () => boolean,
+    what: 'statement' | 'parameters',
+  ): VerdictHold {
+    return {
+      setHold: (abort) => {
+        this.holdAbort = abort === null ? null : controller();
+      },
+      abort: () => controller().abort(),
+      aborted,
+      undecidable: `denied: the ${what} could not be decided`,
+    };
   }
 
   /**
@@ -947,7 +942,14 @@ export class MysqlSession {
       statementId !== undefined ? String(statementId) : undefined,
       controller,
     );
-    const verdict = await this.decide(request, hook, () => abort);
+    const verdict = (await awaitVerdict(
+      () => hook.check(request),
+      this.verdictHold(controller, () => abort?.signal.aborted === true, 'statement'),
+    )) ?? {
+      action: 'deny',
+      sqlstate: '42501',
+      message: 'denied: the statement could not be decided',
+    };
     if (this.phase !== 'ready') return;
     if (verdict.action === 'deny') {
       this.replyDenial(p, verdict);
@@ -1012,22 +1014,14 @@ export class MysqlSession {
         notice: () => undefined,
         signal: abort.signal,
       };
-      let verdict: StatementVerdict | undefined;
-      try {
-        const v = hook.bind(request);
-        if (v instanceof Promise) {
-          this.holdAbort = abort;
-          try {
-            verdict = await v;
-          } finally {
-            this.holdAbort = null;
-          }
-        } else verdict = v;
-      } catch (e) {
-        verdict = isWardenError(e)
-          ? { action: 'deny', sqlstate: e.sqlstate, message: e.message }
-          : { action: 'deny', sqlstate: '42501', message: 'denied: the parameters could not be decided' };
-      }
+      const verdict = await awaitVerdict(
+        () => hook.bind?.(request),
+        this.verdictHold(
+          () => abort,
+          () => abort.signal.aborted,
+          'parameters',
+        ),
+      );
       if (this.phase !== 'ready') return;
       if (verdict !== undefined && verdict.action === 'deny') {
         this.replyDenial(p, verdict);

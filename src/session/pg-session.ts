@@ -57,7 +57,14 @@ import type {
 import { connectUpstream, sendUpstreamCancel, type UpstreamEndpoint } from '../upstream/pg-connect.js';
 import type { CancelRegistry } from './cancel-registry.js';
 import { IdleWatch, type TargetSessionSettings } from './session-limits.js';
-import { emitEvent, principalOf, targetEndpoint, tearDownSession } from './session-common.js';
+import {
+  awaitVerdict,
+  emitEvent,
+  principalOf,
+  targetEndpoint,
+  tearDownSession,
+  type VerdictHold,
+} from './session-common.js';
 
 export type { TargetSessionSettings } from './session-limits.js';
 
@@ -636,30 +643,11 @@ export class PgSession {
         return controller().signal;
       },
     };
-    let verdict: StatementVerdict;
-    try {
-      const v = hook.check(request);
-      if (v instanceof Promise) {
-        // Held: forward what came before, then wait. Cancel or disconnect aborts the wait.
-        this.flushUpstream();
-        this.holdAbort = { abort: () => controller().abort() };
-        try {
-          verdict = await v;
-        } finally {
-          this.holdAbort = null;
-        }
-      } else {
-        verdict = v;
-      }
-      if (aborted()) {
-        verdict = { action: 'deny', sqlstate: '57014', message: 'canceling statement due to user request' };
-      }
-    } catch (e) {
-      // INVARIANT: a hook that fails is a denial (fail closed).
-      verdict = isWardenError(e)
-        ? { action: 'deny', sqlstate: e.sqlstate, message: e.message }
-        : { action: 'deny', sqlstate: '42501', message: 'denied: the statement could not be decided' };
-    }
+    // Held: forward what came before, then wait; cancel or disconnect aborts the wait. A failing hook denies.
+    const verdict = (await awaitVerdict(
+      () => hook.check(request),
+      this.verdictHold(controller, aborted, 'statement'),
+    )) ?? { action: 'deny', sqlstate: '42501', message: 'denied: the statement could not be decided' };
     if (this.phase !== 'ready') return;
     if (verdict.action === 'allow') {
       this.batchOutcomes.push({ request, verdict, started: performance.now() });
@@ -676,6 +664,23 @@ export class PgSession {
     if (verdict.detail !== undefined) fields.detail = verdict.detail;
     if (verdict.hint !== undefined) fields.hint = verdict.hint;
     this.inject(path === 'simple' ? 'simple' : 'parse', fields);
+  }
+
+  /** How a held Query/Parse/Bind is flushed, cancelled and denied (see awaitVerdict). */
+  private verdictHold(
+    controller: () => AbortController,
+    aborted: () => boolean,
+    what: 'statement' | 'parameters',
+  ): VerdictHold {
+    return {
+      beforeHold: () => this.flushUpstream(),
+      setHold: (abort) => {
+        this.holdAbort = abort === null ? null : { abort };
+      },
+      abort: () => controller().abort(),
+      aborted,
+      undecidable: `denied: the ${what} could not be decided`,
+    };
   }
 
   /** A Bind, when the hook wants to see parameters: hashed, shown to the hook, then forwarded or refused. */
@@ -698,28 +703,10 @@ export class PgSession {
         return controller().signal;
       },
     };
-    let verdict: StatementVerdict | undefined;
-    try {
-      const v = hook.bind(request);
-      if (v instanceof Promise) {
-        this.flushUpstream();
-        this.holdAbort = { abort: () => controller().abort() };
-        try {
-          verdict = await v;
-        } finally {
-          this.holdAbort = null;
-        }
-      } else {
-        verdict = v;
-      }
-      if (aborted()) {
-        verdict = { action: 'deny', sqlstate: '57014', message: 'canceling statement due to user request' };
-      }
-    } catch (e) {
-      verdict = isWardenError(e)
-        ? { action: 'deny', sqlstate: e.sqlstate, message: e.message }
-        : { action: 'deny', sqlstate: '42501', message: 'denied: the parameters could not be decided' };
-    }
+    const verdict = await awaitVerdict(
+      () => hook.bind(request),
+      this.verdictHold(controller, aborted, 'parameters'),
+    );
     if (this.phase !== 'ready') return;
     if (verdict === undefined || verdict.action === 'allow') {
       this.forward(f.raw);

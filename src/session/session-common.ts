@@ -3,8 +3,61 @@
 
 import type net from 'node:net';
 import type { UserConfig, TargetConfig } from '../config/gateway-config.js';
-import type { Principal, SessionContext, SessionEvents, StatementHook } from '../core/context.js';
+import type {
+  Principal,
+  SessionContext,
+  SessionEvents,
+  StatementHook,
+  StatementVerdict,
+} from '../core/context.js';
+import { isWardenError } from '../core/errors.js';
 import type { UpstreamEndpoint } from '../upstream/pg-connect.js';
+
+/** How a session lets a held hook call be cancelled (client cancel or disconnect). */
+export interface VerdictHold {
+  /** Called before waiting on an asynchronous verdict (e.g. forward what came before the held message). */
+  readonly beforeHold?: () => void;
+  /** Installs (or, with null, removes) the abort the session calls on cancel or disconnect while held. */
+  readonly setHold: (abort: (() => void) | null) => void;
+  readonly abort: () => void;
+  readonly aborted: () => boolean;
+  /** The denial message when the hook throws something other than a WardenError. */
+  readonly undecidable: string;
+}
+
+/**
+ * Runs a hook call (check or bind) and returns its verdict, waiting while it holds the message (approval in wait
+ * mode) with the hold cancellable by the session.
+ * INVARIANT: fail closed — a hook that throws or rejects, or a hold cancelled by the client, is a denial.
+ */
+export async function awaitVerdict(
+  call: () => StatementVerdict | undefined | Promise<StatementVerdict | undefined>,
+  hold: VerdictHold,
+): Promise<StatementVerdict | undefined> {
+  try {
+    const v = call();
+    let verdict: StatementVerdict | undefined;
+    if (v instanceof Promise) {
+      hold.beforeHold?.();
+      hold.setHold(hold.abort);
+      try {
+        verdict = await v;
+      } finally {
+        hold.setHold(null);
+      }
+    } else {
+      verdict = v;
+    }
+    if (hold.aborted()) {
+      return { action: 'deny', sqlstate: '57014', message: 'canceling statement due to user request' };
+    }
+    return verdict;
+  } catch (e) {
+    return isWardenError(e)
+      ? { action: 'deny', sqlstate: e.sqlstate, message: e.message }
+      : { action: 'deny', sqlstate: '42501', message: hold.undecidable };
+  }
+}
 
 /** Calls an event sink; a sink that throws or rejects never breaks the session. */
 export async function emitEvent(fn: () => Promise<void> | void): Promise<void> {
