@@ -252,7 +252,7 @@ export function auditVerifyTable(r: AuditResults): Table {
       '',
       `Verification (hashes and signatures): ${fmt(plain?.perSecond)} entries/s, target ≥ ` +
         `${fmt(r.targets.verifyPerS)}/s: ${passFail(plain?.perSecond ?? 0, r.targets.verifyPerS)}.`,
-      '`warden audit verify --fast` runs this mode; without --fast it also decodes every entry strictly (second row).',
+      '`warden audit verify` runs this mode; `--strict` also decodes every entry (second row).',
     ],
   };
 }

@@ -274,13 +274,15 @@ export function makeAuditCommands(io: CliIo): Record<string, AuditCommand> {
 
   const verify: AuditCommand = {
     about:
-      'verify a log folder offline: recompute the tree, check every checkpoint signature (--dir D --origin O --key VKEY_FILE --last-seen CHECKPOINT_FILE --witness-key VKEY_FILE --witnesses N --config WARDEN_YAML --pg URL --fast)',
+      'verify a log folder offline: recompute the tree, check every checkpoint signature (--dir D --origin O --key VKEY_FILE --last-seen CHECKPOINT_FILE --witness-key VKEY_FILE --witnesses N --config WARDEN_YAML --pg URL; --strict also decodes every entry as a canonical, valid entry)',
     async run(argv) {
       const { values } = parseArgs({
         args: argv,
         options: {
           ...trustOpts,
           'last-seen': { type: 'string' },
+          strict: { type: 'boolean' },
+          // The default since the integrity check became it; kept so that existing scripts still run.
           fast: { type: 'boolean' },
           'witness-key': { type: 'string', multiple: true },
           witnesses: { type: 'string' },
@@ -379,7 +381,7 @@ export function makeAuditCommands(io: CliIo): Record<string, AuditCommand> {
       const common = {
         origin: trust.origin,
         verifierKeys: trust.verifiers,
-        strictEntries: values.fast !== true,
+        strictEntries: values.strict === true,
         ...(lastSeen !== undefined ? { lastSeenCheckpoint: lastSeen } : {}),
         ...(cosignedNotes.length > 0 ? { lastSeenCheckpoints: cosignedNotes } : {}),
       };
